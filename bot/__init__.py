@@ -1,0 +1,1 @@
+"""cf-access-bot: Cloudflare account access requests, approved in Slack."""

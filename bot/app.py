@@ -1,0 +1,28 @@
+"""Builds the Bolt app: listeners registered, work after the ack run on our tracked pool."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_bolt import App
+
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def build_bolt_app(services: Services, *, socket_mode: bool = False) -> App:
+    from handlers import register
+
+    secret = services.settings.slack_signing_secret
+    app = App(
+        client=services.web_client,
+        signing_secret=secret.get_secret_value() if secret else ("unused-in-socket-mode" if socket_mode else None),
+        token_verification_enabled=False,
+        request_verification_enabled=not socket_mode,
+        listener_executor=services.executor,
+        logger=logging.getLogger("slack_bolt.App"),
+        name="cf-access-bot",
+    )
+    register(app, services)
+    return app

@@ -1,0 +1,154 @@
+"""The `cf-access-bot` console script."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+from bot.config import ConfigError, Settings, load_database_settings, load_settings
+from bot.logs import configure_logging
+
+log = logging.getLogger("cf_access_bot")
+
+
+def _secrets(settings: Settings) -> list[str]:
+    values = [settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token,
+              settings.cloudflare_api_token, settings.cloudflare_api_key]
+    return [value.get_secret_value() for value in values if value is not None]
+
+
+def _configure(settings: Settings) -> None:
+    configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=_secrets(settings))
+
+
+def cmd_serve(_args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bot.runtime import Runtime
+
+    settings = load_settings(require=("slack_signing_secret",))
+    _configure(settings)
+    runtime = Runtime.start(settings)
+    web_app = runtime.web_app()
+    log.info("serving Slack on http://%s:%s/slack/events", settings.host, settings.port)
+    uvicorn.run(web_app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    return 0
+
+
+def cmd_socket(_args: argparse.Namespace) -> int:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from bot.runtime import Runtime
+
+    settings = load_settings(require=("slack_app_token",))
+    _configure(settings)
+    runtime = Runtime.start(settings, socket_mode=True)
+    runtime.begin_background_work()
+    assert settings.slack_app_token is not None
+    handler = SocketModeHandler(runtime.bolt_app, settings.slack_app_token.get_secret_value())
+    try:
+        handler.start()
+    finally:
+        runtime.stop()
+    return 0
+
+
+def cmd_check(_args: argparse.Namespace) -> int:
+    from bot.checks import format_table, run_checks
+    from bot.services import Services
+
+    settings = load_settings()
+    _configure(settings)
+    services = Services.build(settings)
+    try:
+        results = run_checks(services)
+    finally:
+        services.close()
+    print(format_table(results))
+    return 0 if all(result.ok for result in results) else 1
+
+
+def cmd_requests(args: argparse.Namespace) -> int:
+    from bot.export import request_record, write_requests_table
+    from storage.db import Database
+    from storage.repository import iter_requests
+    from storage.states import RequestStatus
+
+    if args.status and args.status not in {s.value for s in RequestStatus}:
+        raise ConfigError(f"--status must be one of {', '.join(s.value for s in RequestStatus)}")
+    db = Database.from_url(load_database_settings().database_url)
+    with db.session() as session:
+        rows = iter_requests(session, status=args.status, account_id=args.account)
+        if args.json:
+            for request in rows:
+                print(json.dumps(request_record(request), ensure_ascii=False))
+        else:
+            write_requests_table(rows, sys.stdout)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from bot.export import write_audit
+    from storage.db import Database
+    from storage.repository import iter_audit
+
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since.replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(f"--since: '{args.since}' is not an ISO-8601 time (e.g. 2026-01-31T00:00:00Z)") from None
+        since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    db = Database.from_url(load_database_settings().database_url)
+    with db.session() as session:
+        write_audit(iter_audit(session, since=since), sys.stdout, args.format)
+    return 0
+
+
+def cmd_db_upgrade(_args: argparse.Namespace) -> int:
+    from storage.db import make_engine
+    from storage.migrate import upgrade
+
+    upgrade(make_engine(load_database_settings().database_url))
+    print("database schema is up to date")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cf-access-bot", description="Cloudflare account access, approved in Slack.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="serve Slack over HTTP (POST /slack/events, GET /healthz)").set_defaults(run=cmd_serve)
+    commands.add_parser("socket", help="serve Slack over Socket Mode (SLACK_APP_TOKEN)").set_defaults(run=cmd_socket)
+    commands.add_parser("check", help="verify Slack, Cloudflare, accounts, roles and approvers").set_defaults(run=cmd_check)
+    requests = commands.add_parser("requests", help="list requests")
+    requests.add_argument("--status")
+    requests.add_argument("--account", help="account id")
+    requests.add_argument("--json", action="store_true", help="one JSON object per line")
+    requests.set_defaults(run=cmd_requests)
+    audit = commands.add_parser("audit", help="export the audit log")
+    audit.add_argument("--since", help="ISO-8601 time, inclusive")
+    audit.add_argument("--format", choices=["json", "csv"], default="json")
+    audit.set_defaults(run=cmd_audit)
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser("upgrade", help="apply schema migrations").set_defaults(run=cmd_db_upgrade)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+        return code
+    except ConfigError as error:
+        print(f"cf-access-bot: configuration error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

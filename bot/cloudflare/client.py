@@ -1,0 +1,214 @@
+"""httpx client for the Cloudflare v4 endpoints the bot uses.
+
+Reads (GET) are retried here on 429/5xx/timeouts because they are idempotent; the member POST
+is never retried by the client: the invite outbox decides, after checking for an existing member.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from bot.cloudflare.errors import (
+    CloudflareAuthError,
+    CloudflareClientError,
+    CloudflareError,
+    CloudflareNotFound,
+    CloudflareRateLimited,
+    CloudflareServerError,
+    CloudflareUnavailable,
+)
+from bot.cloudflare.models import Account, Envelope, Member, Role, TokenStatus
+
+log = logging.getLogger(__name__)
+ModelT = TypeVar("ModelT", bound=BaseModel)
+PER_PAGE = 50
+_MAX_RETRY_AFTER = 60.0
+
+
+class CloudflareCredentials:
+    """Either an API token (Bearer) or the legacy e-mail + Global API Key."""
+
+    def __init__(
+        self, *, token: SecretStr | None = None, email: str | None = None, key: SecretStr | None = None
+    ) -> None:
+        if token is None and (email is None or key is None):
+            raise ValueError("a Cloudflare API token, or an e-mail and API key, is required")
+        self._token = token
+        self._email = email
+        self._key = key
+
+    @property
+    def uses_token(self) -> bool:
+        return self._token is not None
+
+    def headers(self) -> dict[str, str]:
+        if self._token is not None:
+            return {"Authorization": f"Bearer {self._token.get_secret_value()}"}
+        assert self._email is not None and self._key is not None
+        return {"X-Auth-Email": self._email, "X-Auth-Key": self._key.get_secret_value()}
+
+    def __repr__(self) -> str:
+        return "CloudflareCredentials(token)" if self._token else "CloudflareCredentials(email+key)"
+
+
+class CloudflareClient:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        credentials: CloudflareCredentials,
+        timeout: float = 10.0,
+        read_attempts: int = 3,
+        sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={**credentials.headers(), "User-Agent": "cf-access-bot"},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            transport=transport,
+        )
+        self._credentials = credentials
+        self._read_attempts = read_attempts
+        self._sleep = sleep
+        self.calls = 0
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- accounts and roles -------------------------------------------------------------------
+
+    def list_accounts(self) -> list[Account]:
+        return list(self._paged("/accounts", Account))
+
+    def get_account(self, account_id: str) -> Account:
+        return Account.model_validate(self._get(f"/accounts/{account_id}").result)
+
+    def list_roles(self, account_id: str) -> list[Role]:
+        return list(self._paged(f"/accounts/{account_id}/roles", Role))
+
+    # --- members -------------------------------------------------------------------------------
+
+    def list_members(self, account_id: str, *, status: str | None = None) -> list[Member]:
+        params = {"status": status} if status else {}
+        return list(self._paged(f"/accounts/{account_id}/members", Member, params))
+
+    def get_member(self, account_id: str, member_id: str) -> Member:
+        return Member.model_validate(self._get(f"/accounts/{account_id}/members/{member_id}").result)
+
+    def create_member(self, account_id: str, *, email: str, role_ids: list[str]) -> Member:
+        """Invite `email` with the given roles. Not retried here: a retry could invite twice."""
+        envelope = self._send("POST", f"/accounts/{account_id}/members", json={"email": email, "roles": role_ids})
+        return Member.model_validate(envelope.result)
+
+    def delete_member(self, account_id: str, member_id: str) -> None:
+        self._send("DELETE", f"/accounts/{account_id}/members/{member_id}")
+
+    # --- tokens --------------------------------------------------------------------------------
+
+    def verify_token(self, account_id: str | None = None) -> TokenStatus:
+        """User tokens verify at /user/tokens/verify; account-owned tokens only per account."""
+        path = f"/accounts/{account_id}/tokens/verify" if account_id else "/user/tokens/verify"
+        return TokenStatus.model_validate(self._get(path).result)
+
+    def get_user(self) -> dict[str, Any]:
+        result = self._get("/user").result
+        return result if isinstance(result, dict) else {}
+
+    # --- transport -----------------------------------------------------------------------------
+
+    def _paged(self, path: str, model: type[ModelT], params: dict[str, Any] | None = None) -> Iterator[ModelT]:
+        page = 1
+        while True:
+            envelope = self._get(path, {**(params or {}), "page": page, "per_page": PER_PAGE})
+            items = envelope.result or []
+            if not isinstance(items, list):
+                raise CloudflareError(f"expected a list from {path}")
+            for item in items:
+                try:
+                    yield model.model_validate(item)
+                except ValidationError as error:
+                    raise CloudflareError(f"unexpected object from {path}: {error.errors()[0]['msg']}") from None
+            info = envelope.result_info or {}
+            total_pages = info.get("total_pages")
+            if not items or len(items) < int(info.get("per_page") or PER_PAGE):
+                return
+            if isinstance(total_pages, int) and page >= total_pages:
+                return
+            page += 1
+
+    def _get(self, path: str, params: dict[str, Any] | None = None) -> Envelope:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._send("GET", path, params=params)
+            except CloudflareError as error:
+                if not error.retryable or attempt >= self._read_attempts:
+                    raise
+                self._sleep(_retry_delay(error, attempt))
+
+    def _send(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
+    ) -> Envelope:
+        self.calls += 1
+        try:
+            response = self._http.request(method, path, params=params, json=json)
+        except httpx.TimeoutException:
+            raise CloudflareUnavailable(f"Cloudflare did not answer {method} {path} in time") from None
+        except httpx.TransportError as error:
+            raise CloudflareUnavailable(
+                f"connection to Cloudflare failed on {method} {path}: {type(error).__name__}"
+            ) from None
+        return _parse(response)
+
+
+def _retry_delay(error: CloudflareError, attempt: int) -> float:
+    if isinstance(error, CloudflareRateLimited) and error.retry_after is not None:
+        return min(error.retry_after, _MAX_RETRY_AFTER)
+    return backoff_delay(attempt)
+
+
+def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 30.0) -> float:
+    """Exponential backoff with full jitter."""
+    return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
+
+
+def _parse(response: httpx.Response) -> Envelope:
+    try:
+        envelope = Envelope.model_validate(response.json())
+    except (ValueError, ValidationError):
+        envelope = None
+    if response.is_success and envelope is not None and envelope.success:
+        return envelope
+    first = envelope.errors[0] if envelope and envelope.errors else None
+    message = first.message if first and first.message else response.reason_phrase or "unexpected response"
+    code = first.code if first else None
+    status = response.status_code
+    if status == 429:
+        raise CloudflareRateLimited(message, retry_after=_retry_after(response), code=code)
+    if status >= 500:
+        raise CloudflareServerError(message, status=status, code=code)
+    if status in (401, 403):
+        raise CloudflareAuthError(message, status=status, code=code)
+    if status == 404:
+        raise CloudflareNotFound(message, status=status, code=code)
+    if status >= 400:
+        raise CloudflareClientError(message, status=status, code=code)
+    # 2xx with success: false (or an unreadable body): treat as a refusal with Cloudflare's text.
+    raise CloudflareClientError(message, status=status, code=code)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None

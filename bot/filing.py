@@ -1,0 +1,254 @@
+"""Filing a request: every check a request must pass, then storing it and routing it to approvers.
+
+Shared by the quick slash-command path and the modal, so both refuse the same things the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from slack_sdk.errors import SlackApiError
+
+from bot.audit import AuditEventType, AuditLog
+from bot.clock import Clock
+from bot.cloudflare.models import Account, Role
+from bot.config import Settings
+from bot.directory import Directory
+from bot.formatting import mention, mentions, number, role_list
+from bot.matching import resolve
+from bot.messages import request_root, summary_text
+from bot.slack_gateway import SlackGateway, SlackProfile
+from storage.db import Database
+from storage.models import AccessRequest
+from storage.repository import DuplicateOpenRequest, NewRequest, add_message, create_request, open_request_for, transition
+from storage.states import RequestStatus
+
+log = logging.getLogger(__name__)
+REASON_MAX = 500
+
+
+class Refusal(Exception):
+    """A request that cannot be filed; `message` tells the user what is wrong and what to do."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Filed:
+    request: AccessRequest
+    approver_ids: list[str]
+    delivered_to: str
+
+
+def _candidates(names: Sequence[str]) -> str:
+    shown = ", ".join(f"`{name}`" for name in names[:15])
+    more = f" and {len(names) - 15} more" if len(names) > 15 else ""
+    return shown + more
+
+
+class Filing:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Database,
+        directory: Directory,
+        slack: SlackGateway,
+        audit: AuditLog,
+        clock: Clock,
+    ) -> None:
+        self._settings = settings
+        self._db = db
+        self._directory = directory
+        self._slack = slack
+        self._audit = audit
+        self._clock = clock
+
+    # --- resolving what was typed ------------------------------------------------------------
+
+    def resolve_account(self, query: str) -> Account:
+        accounts = self._directory.accounts()
+        found = resolve(query, accounts, key=lambda a: a.id, name=lambda a: a.name)
+        if found.match is not None:
+            return found.match
+        names = [a.name for a in (found.candidates if found.ambiguous else accounts)]
+        if found.ambiguous:
+            raise Refusal(f"`{query}` matches several accounts: {_candidates(names)}. Type more of the name.")
+        raise Refusal(f"No requestable account matches `{query}`. Accounts: {_candidates(names) or '(none)'}.")
+
+    def resolve_roles(self, account: Account, query: str) -> list[Role]:
+        roles = self._directory.requestable_roles(account.id)
+        chosen: list[Role] = []
+        for part in [p.strip() for p in query.split(",") if p.strip()]:
+            found = resolve(part, roles, key=lambda r: r.id, name=lambda r: r.name)
+            if found.match is None:
+                if found.ambiguous:
+                    names = [r.name for r in found.candidates]
+                    raise Refusal(f"`{part}` matches several roles of {account.name}: {_candidates(names)}.")
+                blocked = resolve(part, self._directory.roles(account.id), key=lambda r: r.id, name=lambda r: r.name)
+                if blocked.match is not None:
+                    raise Refusal(f"{blocked.match.name} cannot be requested through Slack. Requestable roles: "
+                                  f"{_candidates([r.name for r in roles])}.")
+                raise Refusal(f"No requestable role of {account.name} matches `{part}`. "
+                              f"Roles: {_candidates([r.name for r in roles])}.")
+            if found.match not in chosen:
+                chosen.append(found.match)
+        if not chosen:
+            raise Refusal("Name at least one role, e.g. `Administrator` or `DNS,Billing`.", field="roles")
+        return chosen
+
+    # --- checks that need no Cloudflare call (modal submission answers within Slack's 3 s) ------
+
+    def requester(self, user_id: str) -> SlackProfile:
+        profile = self._slack.profile(user_id)
+        if not profile.email:
+            raise Refusal(
+                "Your Slack profile has no e-mail address, and the Cloudflare invite goes to it. "
+                "Ask a Slack admin to add one, then try again."
+            )
+        return profile
+
+    def check_fields(self, profile: SlackProfile, account: Account, roles: Sequence[Role], reason: str) -> str:
+        reason = reason.strip()
+        if not reason:
+            raise Refusal("Give a reason: approvers need to know why (1 to 500 characters).", field="reason")
+        if len(reason) > REASON_MAX:
+            raise Refusal(f"The reason is {len(reason)} characters; keep it to {REASON_MAX}.", field="reason")
+        email = (profile.email or "").lower()
+        allowed = self._settings.allowed_email_domains
+        domain = email.rpartition("@")[2]
+        if allowed and domain not in allowed:
+            raise Refusal(
+                f"Invites may only go to addresses at {', '.join(allowed)}; your Slack e-mail is {email}. "
+                "Ask a Slack admin to fix your profile e-mail."
+            )
+        requestable = {role.id for role in self._directory.requestable_roles(account.id)}
+        refused = [role.name for role in roles if role.id not in requestable]
+        if refused:
+            raise Refusal(f"{role_list(refused)} cannot be requested through Slack.", field="roles")
+        if not roles:
+            raise Refusal("Choose at least one role.", field="roles")
+        with self._db.session() as session:
+            existing = open_request_for(session, profile.user_id, account.id)
+        if existing is not None:
+            raise Refusal(self._duplicate_message(existing), field="account")
+        return reason
+
+    @staticmethod
+    def _duplicate_message(existing: AccessRequest | None) -> str:
+        if existing is None:
+            return "You already have an open request for this account."
+        return (
+            f"You already have an open request for {existing.account_name}: {number(existing.id)} "
+            f"({existing.status}). Use `/cf-access status` to follow it, or `/cf-access cancel {existing.id}`."
+        )
+
+    # --- filing --------------------------------------------------------------------------------
+
+    def file(self, profile: SlackProfile, account: Account, roles: Sequence[Role], reason: str) -> Filed:
+        """Check everything, store the request, post it to the approvers; raise Refusal if anything fails."""
+        reason = self.check_fields(profile, account, roles, reason)
+        email = (profile.email or "").lower()
+        member = self._directory.members(account.id).find(email)
+        if member is not None and member.role_ids >= {role.id for role in roles}:
+            held = role_list(role.name for role in member.roles)
+            state = "" if member.accepted else " (invite pending: accept the e-mail from Cloudflare)"
+            raise Refusal(f"You are already a member of {account.name} with {held}{state}. Nothing was filed.")
+        approvers = self._directory.approvers(account.id)
+        if not approvers:
+            raise Refusal(
+                f"{account.name} has no Super Administrator that can be reached in Slack, and no fallback "
+                "approver is configured, so nobody could decide. Nothing was filed; ask your Slack admin."
+            )
+        now = self._clock.now()
+        new = NewRequest(
+            requester_slack_id=profile.user_id,
+            requester_email=email,
+            account_id=account.id,
+            account_name=account.name,
+            requested_role_ids=[role.id for role in roles],
+            requested_role_names=[role.name for role in roles],
+            reason=reason,
+        )
+        with self._db.session() as session:
+            try:
+                request = create_request(
+                    session,
+                    new,
+                    now=now,
+                    reminder_due_at=now + self._settings.approval_reminder_after,
+                    expires_at=now + self._settings.request_expires_after,
+                )
+            except DuplicateOpenRequest as duplicate:
+                raise Refusal(self._duplicate_message(duplicate.existing), field="account") from None
+            self._audit.record(
+                session,
+                AuditEventType.REQUESTED,
+                request_id=request.id,
+                actor_slack_id=profile.user_id,
+                actor_email=email,
+                account_id=account.id,
+                account_name=account.name,
+                roles_requested=new.requested_role_names,
+                role_ids_requested=new.requested_role_ids,
+                reason=reason,
+            )
+        approver_ids = [approver.slack_id for approver in approvers]
+        delivered_to = self._route(request, approver_ids, roles)
+        return Filed(request, approver_ids, delivered_to)
+
+    def _route(self, request: AccessRequest, approver_ids: list[str], roles: Sequence[Role]) -> str:
+        """Post the thread root once to APPROVAL_CHANNEL, or as a DM to each approver."""
+        grantable = self._directory.requestable_roles(request.account_id)
+        blocks = request_root(request, now=self._clock.now(), approver_ids=approver_ids, grantable_roles=grantable)
+        text = summary_text(request)
+        posted: list[tuple[str, str, str | None]] = []
+        errors: list[str] = []
+        if self._settings.approval_channel:
+            try:
+                message = self._slack.post(self._settings.approval_channel, f"{mentions(approver_ids)}: {text}", blocks)
+                posted.append((message.channel_id, message.ts, None))
+            except SlackApiError as error:
+                errors.append(str(error.response.get("error")))
+        else:
+            for approver_id in approver_ids:
+                try:
+                    message = self._slack.dm(approver_id, text, blocks)
+                    posted.append((message.channel_id, message.ts, approver_id))
+                except SlackApiError as error:
+                    errors.append(f"{approver_id}: {error.response.get('error')}")
+        now = self._clock.now()
+        with self._db.session() as session:
+            for channel_id, ts, approver_id in posted:
+                add_message(session, request.id, channel_id=channel_id, ts=ts, approver_slack_id=approver_id, now=now)
+            if not posted:
+                transition(session, request.id, RequestStatus.FAILED, now=now, closed_at=now,
+                           invite_error="The request could not be delivered to any approver in Slack.")
+                self._audit.record(session, AuditEventType.DELIVERY_FAILED, request_id=request.id, errors=errors)
+        if not posted:
+            log.error("request #%s could not be posted to approvers: %s", request.id, errors)
+            raise Refusal(
+                f"Your request {number(request.id)} could not be delivered to the approvers in Slack "
+                f"({'; '.join(errors)}). It was closed; tell your Slack admin."
+            )
+        if self._settings.approval_channel:
+            return f"<#{self._settings.approval_channel}>"
+        return mentions(approver_ids)
+
+
+def filed_message(filed: Filed) -> str:
+    request = filed.request
+    return (
+        f"Request {number(request.id)} filed: {role_list(request.requested_role_names)} on *{request.account_name}* "
+        f"for {request.requester_email}. Sent to {filed.delivered_to}; approvers: {mentions(filed.approver_ids)}. "
+        f"You'll get a DM when it is decided. Follow it with `/cf-access status`."
+    )
+
+
+def requester_mention(request: AccessRequest) -> str:
+    return mention(request.requester_slack_id)

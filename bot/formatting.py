@@ -1,0 +1,37 @@
+"""Small text helpers shared by every message builder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+
+def escape(text: str) -> str:
+    """Slack mrkdwn control characters, so user text cannot mention @channel or forge links."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def mention(user_id: str) -> str:
+    return f"<@{user_id}>"
+
+
+def mentions(user_ids: Iterable[str]) -> str:
+    return ", ".join(mention(user_id) for user_id in user_ids)
+
+
+def slack_date(moment: datetime) -> str:
+    """Rendered by Slack in each reader's own time zone; the fallback is UTC."""
+    fallback = moment.strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} at {{time}}|{fallback}>"
+
+
+def number(request_id: int) -> str:
+    return f"#{request_id}"
+
+
+def role_list(names: Iterable[str]) -> str:
+    return ", ".join(names) or "(none)"
+
+
+def truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

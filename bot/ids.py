@@ -1,0 +1,41 @@
+"""Every Slack action, block and callback id the bot uses, so a typo is an import error."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+COMMAND = "/cf-access"
+
+
+class Action(StrEnum):
+    APPROVE = "request_approve"
+    DENY = "request_deny"
+    GRANT_ROLES = "grant_roles"
+    RETRY_INVITE = "retry_invite"
+    RESEND_INVITE = "resend_invite"
+    MODAL_ACCOUNT = "account_select"
+    MODAL_ROLES = "roles_select"
+    MODAL_REASON = "reason_input"
+    DENY_REASON = "deny_reason_input"
+
+
+class Block(StrEnum):
+    ACCOUNT = "account"
+    ROLES = "roles"  # suffixed with the account id, so a new account resets the selection
+    REASON = "reason"
+    DECISION = "decision"  # suffixed with the request id
+    GRANT = "grant"  # suffixed with the request id
+    DENY_REASON = "deny_reason"
+
+
+class Callback(StrEnum):
+    REQUEST_MODAL = "cf_access_request"
+    DENY_MODAL = "cf_access_deny"
+
+
+def with_suffix(block: Block, suffix: object) -> str:
+    return f"{block.value}:{suffix}"
+
+
+def suffix_of(block_id: str) -> str:
+    return block_id.partition(":")[2]

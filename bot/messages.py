@@ -1,0 +1,165 @@
+"""Block Kit for request messages: the approvers' thread root and its state line.
+
+Builders are pure functions of a request and what to show; handlers decide, builders draw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    StaticMultiSelectElement,
+    Option,
+    PlainTextObject,
+    SectionBlock,
+)
+
+from bot.cloudflare.models import Role
+from bot.durations import format_duration
+from bot.formatting import escape, mention, mentions, number, role_list, slack_date, truncate
+from bot.ids import Action, Block as BlockId, with_suffix
+from storage.models import AccessRequest
+from storage.states import RequestStatus
+
+STATUS_LABEL = {
+    RequestStatus.PENDING: ":hourglass_flowing_sand: Pending",
+    RequestStatus.APPROVED: ":white_check_mark: Approved, sending invite",
+    RequestStatus.INVITED: ":email: Invite sent, waiting for acceptance",
+    RequestStatus.ACCEPTED: ":tada: Accepted",
+    RequestStatus.DENIED: ":no_entry: Denied",
+    RequestStatus.CANCELLED: ":wastebasket: Cancelled",
+    RequestStatus.EXPIRED: ":zzz: Expired",
+    RequestStatus.FAILED: ":warning: Failed",
+}
+
+
+def role_option(role: Role) -> Option:
+    # Slack allows option descriptions only in checkboxes, radio buttons and overflow menus.
+    return Option(value=role.id, label=truncate(role.name, 75))
+
+
+def summary_text(request: AccessRequest) -> str:
+    """The notification text (and screen-reader text) of a request's root message."""
+    return (
+        f"Access request {number(request.id)}: {mention(request.requester_slack_id)} asks for "
+        f"{role_list(request.requested_role_names)} on {escape(request.account_name)}"
+    )
+
+
+def state_line(request: AccessRequest) -> str:
+    status = RequestStatus(request.status)
+    label = STATUS_LABEL[status]
+    granted = role_list(request.granted_role_names or [])
+    decided_by = mention(request.decided_by_slack_id) if request.decided_by_slack_id else "someone"
+    decided_at = slack_date(request.decided_at) if request.decided_at else ""
+    match status:
+        case RequestStatus.APPROVED | RequestStatus.INVITED | RequestStatus.ACCEPTED:
+            return f"{label}. Approved by {decided_by} {decided_at}, granting {granted}."
+        case RequestStatus.DENIED:
+            note = f" Reason: {escape(request.decision_note)}" if request.decision_note else ""
+            return f"{label} by {decided_by} {decided_at}.{note}"
+        case RequestStatus.CANCELLED:
+            return f"{label}. {escape(request.decision_note or 'Withdrawn by the requester.')}"
+        case RequestStatus.FAILED:
+            return f"{label}. {escape(request.invite_error or 'The invite could not be sent.')}"
+        case _:
+            return label
+
+
+def request_root(
+    request: AccessRequest,
+    *,
+    now: datetime,
+    approver_ids: Sequence[str],
+    grantable_roles: Sequence[Role],
+) -> list[Block]:
+    """The thread root: who, what, why, and while pending the role picker and Approve / Deny."""
+    age = format_duration(now - request.created_at)
+    blocks: list[Block] = [
+        HeaderBlock(text=f"Access request {number(request.id)}"),
+        SectionBlock(
+            fields=[
+                MarkdownTextObject(text=f"*Requester*\n{mention(request.requester_slack_id)}"),
+                MarkdownTextObject(text=f"*Invite goes to*\n{escape(request.requester_email)}"),
+                MarkdownTextObject(text=f"*Account*\n{escape(request.account_name)}"),
+                MarkdownTextObject(text=f"*Requested roles*\n{escape(role_list(request.requested_role_names))}"),
+                MarkdownTextObject(text=f"*Filed*\n{slack_date(request.created_at)} ({age} ago)"),
+                MarkdownTextObject(text=f"*Status*\n{STATUS_LABEL[RequestStatus(request.status)]}"),
+            ]
+        ),
+        SectionBlock(text=MarkdownTextObject(text=f"*Reason*\n{escape(truncate(request.reason, 2900))}")),
+    ]
+    status = RequestStatus(request.status)
+    if status == RequestStatus.PENDING:
+        blocks.extend(decision_blocks(request, grantable_roles))
+        if approver_ids:
+            blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"Approvers: {mentions(approver_ids)}")]))
+    else:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=truncate(state_line(request), 2900))]))
+    if status == RequestStatus.FAILED:
+        blocks.append(
+            ActionsBlock(
+                block_id=with_suffix(BlockId.DECISION, request.id),
+                elements=[
+                    ButtonElement(
+                        text="Retry invite", action_id=Action.RETRY_INVITE, value=str(request.id), style="primary"
+                    )
+                ],
+            )
+        )
+    return blocks
+
+
+def decision_blocks(request: AccessRequest, grantable_roles: Sequence[Role]) -> list[Block]:
+    options = [role_option(role) for role in grantable_roles[:100]]
+    by_id = {option.value: option for option in options}
+    initial = [by_id[role_id] for role_id in request.requested_role_ids if role_id in by_id]
+    picker = StaticMultiSelectElement(
+        action_id=Action.GRANT_ROLES,
+        placeholder="Roles to grant",
+        options=options,
+        initial_options=initial or None,
+    )
+    return [
+        SectionBlock(
+            block_id=with_suffix(BlockId.GRANT, request.id),
+            text=MarkdownTextObject(text="*Roles to grant* (preset to the request; change before approving)"),
+            accessory=picker,
+        ),
+        ActionsBlock(
+            block_id=with_suffix(BlockId.DECISION, request.id),
+            elements=[
+                ButtonElement(text="Approve", action_id=Action.APPROVE, value=str(request.id), style="primary"),
+                ButtonElement(text="Deny", action_id=Action.DENY, value=str(request.id), style="danger"),
+            ],
+        ),
+    ]
+
+
+def resend_offer(request: AccessRequest) -> list[Block]:
+    return [
+        SectionBlock(
+            text=MarkdownTextObject(
+                text=f"The invite for {number(request.id)} has not been accepted yet. "
+                "Resending cancels the pending invite in Cloudflare and sends a new e-mail."
+            )
+        ),
+        ActionsBlock(
+            elements=[ButtonElement(text="Resend invite", action_id=Action.RESEND_INVITE, value=str(request.id))]
+        ),
+    ]
+
+
+def text_block(text: str) -> list[Block]:
+    return [SectionBlock(text=MarkdownTextObject(text=truncate(text, 2990)))]
+
+
+def plain(text: str) -> PlainTextObject:
+    return PlainTextObject(text=text)

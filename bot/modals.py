@@ -1,0 +1,129 @@
+"""Block Kit for modals: the request form and the deny-with-reason form."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from slack_sdk.models.blocks import (
+    Block,
+    ContextBlock,
+    InputBlock,
+    MarkdownTextObject,
+    Option,
+    PlainTextInputElement,
+    SectionBlock,
+    StaticMultiSelectElement,
+    StaticSelectElement,
+)
+from slack_sdk.models.views import View
+
+from bot.cloudflare.models import Account, Role
+from bot.formatting import escape, number, truncate
+from bot.ids import Action, Block as BlockId, Callback, with_suffix
+from bot.messages import role_option
+
+REASON_MAX = 500
+
+
+def loading_modal(text: str = "Loading accounts from Cloudflare…") -> View:
+    return View(
+        type="modal",
+        callback_id=Callback.REQUEST_MODAL,
+        title="Cloudflare access",
+        close="Cancel",
+        blocks=[SectionBlock(text=MarkdownTextObject(text=text))],
+    )
+
+
+def request_modal(
+    *,
+    accounts: Sequence[Account],
+    selected_account: Account | None,
+    roles: Sequence[Role],
+    email: str | None,
+    metadata: dict[str, str],
+) -> View:
+    """Account, role(s) for that account, reason, and the e-mail the invite will go to."""
+    account_options = [Option(value=account.id, label=truncate(account.name, 75)) for account in accounts[:100]]
+    initial_account = next((o for o in account_options if selected_account and o.value == selected_account.id), None)
+    blocks: list[Block] = [
+        InputBlock(
+            block_id=BlockId.ACCOUNT,
+            label="Cloudflare account",
+            dispatch_action=True,
+            element=StaticSelectElement(
+                action_id=Action.MODAL_ACCOUNT,
+                placeholder="Choose an account",
+                options=account_options,
+                initial_option=initial_account,
+            ),
+        )
+    ]
+    if selected_account is not None and roles:
+        blocks.append(
+            InputBlock(
+                # A new block id per account, so a role picked for another account does not linger.
+                block_id=with_suffix(BlockId.ROLES, selected_account.id),
+                label="Role(s)",
+                element=StaticMultiSelectElement(
+                    action_id=Action.MODAL_ROLES,
+                    placeholder="Choose one or more roles",
+                    options=[role_option(role) for role in roles[:100]],
+                ),
+            )
+        )
+    elif selected_account is not None:
+        blocks.append(
+            SectionBlock(text=MarkdownTextObject(text="No role of this account may be requested through Slack."))
+        )
+    else:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text="Choose an account to see its roles.")]))
+    blocks.append(
+        InputBlock(
+            block_id=BlockId.REASON,
+            label="Reason",
+            hint=f"Why you need this access (up to {REASON_MAX} characters). Approvers see it.",
+            element=PlainTextInputElement(
+                action_id=Action.MODAL_REASON, multiline=True, min_length=1, max_length=REASON_MAX
+            ),
+        )
+    )
+    invite_to = escape(email) if email else "_your Slack profile has no e-mail address_"
+    blocks.append(
+        ContextBlock(elements=[MarkdownTextObject(text=f"The Cloudflare invite will be sent to *{invite_to}*.")])
+    )
+    return View(
+        type="modal",
+        callback_id=Callback.REQUEST_MODAL,
+        title="Cloudflare access",
+        submit="Request" if selected_account is not None and roles else None,
+        close="Cancel",
+        private_metadata=json.dumps(metadata),
+        blocks=blocks,
+    )
+
+
+def deny_modal(request_id: int, account_name: str, requester_name: str, metadata: dict[str, str]) -> View:
+    return View(
+        type="modal",
+        callback_id=Callback.DENY_MODAL,
+        title=truncate(f"Deny {number(request_id)}", 24),
+        submit="Deny",
+        close="Back",
+        private_metadata=json.dumps({**metadata, "request_id": str(request_id)}),
+        blocks=[
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=f"Deny {escape(requester_name)}'s request {number(request_id)} for "
+                    f"*{escape(account_name)}*? The requester is told, with your reason if you give one."
+                )
+            ),
+            InputBlock(
+                block_id=BlockId.DENY_REASON,
+                label="Reason (optional)",
+                optional=True,
+                element=PlainTextInputElement(action_id=Action.DENY_REASON, multiline=True, max_length=REASON_MAX),
+            ),
+        ],
+    )

@@ -1,0 +1,58 @@
+"""A running bot: migrated database, services, Bolt app, scheduler; started and stopped as one."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from slack_bolt import App
+from starlette.applications import Starlette
+
+from bot.app import build_bolt_app
+from bot.clock import Clock
+from bot.config import Settings
+from bot.scheduler import Sweeper, start_scheduler
+from bot.server import create_web_app
+from bot.services import Services
+from storage.migrate import upgrade
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    services: Services
+    bolt_app: App
+    sweeper: Sweeper
+    scheduler: BackgroundScheduler | None = None
+    run_scheduler: bool = True
+    _stopped: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def start(
+        cls, settings: Settings, *, socket_mode: bool = False, clock: Clock | None = None,
+        run_scheduler: bool = True, **service_options: object,
+    ) -> Runtime:
+        services = Services.build(settings, clock=clock, **service_options)  # type: ignore[arg-type]
+        upgrade(services.db.engine)
+        return cls(services, build_bolt_app(services, socket_mode=socket_mode), Sweeper(services),
+                   run_scheduler=run_scheduler)
+
+    def begin_background_work(self) -> None:
+        """Resume approved-but-unsent invites at once, then sweep on the schedule."""
+        self.services.executor.submit(self.services.outbox.send_due)
+        if self.run_scheduler:
+            self.scheduler = start_scheduler(self.services, self.sweeper)
+
+    def stop(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=True)
+        self.services.close()
+
+    def web_app(self) -> Starlette:
+        return create_web_app(self.bolt_app, self.services, on_startup=self.begin_background_work, on_shutdown=self.stop)

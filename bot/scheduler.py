@@ -1,0 +1,80 @@
+"""Scheduled work, run in the serving process by APScheduler every SCHEDULER_INTERVAL.
+
+The sweep itself is a plain function of the clock (`Sweeper.run_once`), so tests drive it with an
+injected clock; APScheduler only decides when it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import select
+
+from bot.services import Services
+from storage.models import AccessRequest
+
+
+log = logging.getLogger(__name__)
+BATCH = 200
+
+
+@dataclass
+class SweepReport:
+    invites_sent: int = 0
+    roots_repaired: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Sweeper:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def run_once(self) -> SweepReport:
+        report = SweepReport()
+        steps = (("invites", self._resume_invites), ("slack repair", self._repair_roots))
+        for name, step in steps:
+            try:
+                step(report)
+            except Exception as error:  # one failing step must not starve the others
+                log.exception("sweep step %s failed", name)
+                report.errors.append(f"{name}: {error}")
+        return report
+
+    def _resume_invites(self, report: SweepReport) -> None:
+        report.invites_sent += self.services.outbox.send_due(limit=BATCH)
+
+    def _repair_roots(self, report: SweepReport) -> None:
+        services = self.services
+        now = services.clock.now()
+        with services.db.session() as session:
+
+
+            ids = list(session.scalars(
+                select(AccessRequest.id)
+                .where(AccessRequest.slack_sync_due_at.is_not(None), AccessRequest.slack_sync_due_at <= now)
+                .order_by(AccessRequest.slack_sync_due_at)
+                .limit(BATCH)
+            ))
+        for request_id in ids:
+            if services.notifier.refresh_roots(request_id):
+                report.roots_repaired += 1
+
+
+def start_scheduler(services: Services, sweeper: Sweeper) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler.add_job(
+        sweeper.run_once,
+        "interval",
+        seconds=services.settings.scheduler_interval.total_seconds(),
+        id="sweep",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=None,
+    )
+    scheduler.start()
+    return scheduler
+
+
+

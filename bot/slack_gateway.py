@@ -1,0 +1,125 @@
+"""The bot's outbound Slack calls, on one slack_sdk WebClient with retry handlers.
+
+Callers get plain values back (ids, ts); Slack's wire format stays here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PostedMessage:
+    channel_id: str
+    ts: str
+
+
+@dataclass(frozen=True)
+class SlackProfile:
+    user_id: str
+    email: str | None
+    name: str
+    is_bot: bool
+    deleted: bool
+
+
+def make_web_client(token: str, base_url: str, *, timeout: int = 10) -> WebClient:
+    client = WebClient(token=token, base_url=base_url, timeout=timeout)
+    client.retry_handlers.extend(
+        [
+            RateLimitErrorRetryHandler(max_retry_count=3),
+            ServerErrorRetryHandler(max_retry_count=2),
+        ]
+    )
+    if not any(isinstance(handler, ConnectionErrorRetryHandler) for handler in client.retry_handlers):
+        client.retry_handlers.append(ConnectionErrorRetryHandler(max_retry_count=2))
+    return client
+
+
+def _dicts(blocks: Sequence[Block]) -> list[dict[str, Any]]:
+    if len(blocks) > 50:
+        raise ValueError(f"a Slack message takes at most 50 blocks, got {len(blocks)}")
+    return [block.to_dict() for block in blocks]
+
+
+class SlackGateway:
+    def __init__(self, client: WebClient) -> None:
+        self.client = client
+        self._dm_channels: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def lookup_user_id(self, email: str) -> str | None:
+        try:
+            response = self.client.users_lookupByEmail(email=email)
+        except SlackApiError as error:
+            if error.response.get("error") in ("users_not_found", "user_not_found"):
+                return None
+            raise
+        user = response["user"]
+        return None if user.get("deleted") or user.get("is_bot") else str(user["id"])
+
+    def profile(self, user_id: str) -> SlackProfile:
+        user = self.client.users_info(user=user_id)["user"]
+        profile = user.get("profile") or {}
+        email = profile.get("email") or None
+        name = profile.get("display_name") or profile.get("real_name") or user.get("name") or user_id
+        return SlackProfile(user_id, email, name, bool(user.get("is_bot")), bool(user.get("deleted")))
+
+    def dm_channel(self, user_id: str) -> str:
+        with self._lock:
+            cached = self._dm_channels.get(user_id)
+        if cached:
+            return cached
+        channel = str(self.client.conversations_open(users=user_id)["channel"]["id"])
+        with self._lock:
+            self._dm_channels[user_id] = channel
+        return channel
+
+    def post(
+        self, channel_id: str, text: str, blocks: Sequence[Block] = (), *, thread_ts: str | None = None
+    ) -> PostedMessage:
+        kwargs: dict[str, Any] = {"channel": channel_id, "text": text, "unfurl_links": False}
+        if blocks:
+            kwargs["blocks"] = _dicts(blocks)
+        if thread_ts:
+            kwargs["thread_ts"] = thread_ts
+        response = self.client.chat_postMessage(**kwargs)
+        return PostedMessage(str(response["channel"]), str(response["ts"]))
+
+    def dm(self, user_id: str, text: str, blocks: Sequence[Block] = ()) -> PostedMessage:
+        return self.post(self.dm_channel(user_id), text, blocks)
+
+    def update(self, channel_id: str, ts: str, text: str, blocks: Sequence[Block]) -> None:
+        self.client.chat_update(channel=channel_id, ts=ts, text=text, blocks=_dicts(blocks))
+
+    def ephemeral(self, channel_id: str, user_id: str, text: str) -> None:
+        self.client.chat_postEphemeral(channel=channel_id, user=user_id, text=text)
+
+    def open_view(self, trigger_id: str, view: View) -> tuple[str, str]:
+        response = self.client.views_open(trigger_id=trigger_id, view=view.to_dict())
+        return str(response["view"]["id"]), str(response["view"]["hash"])
+
+    def update_view(self, view_id: str, view: View, *, view_hash: str | None = None) -> None:
+        kwargs: dict[str, Any] = {"view_id": view_id, "view": view.to_dict()}
+        if view_hash:
+            kwargs["hash"] = view_hash
+        self.client.views_update(**kwargs)
+
+    def publish_home(self, user_id: str, view: View) -> None:
+        self.client.views_publish(user_id=user_id, view=view.to_dict())

@@ -1,0 +1,33 @@
+"""Slack listeners: thin functions that parse Slack's payloads, call the domain, and answer."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+
+from bot.ids import COMMAND, Action, Callback
+from bot.services import Services
+from handlers.actions import ActionHandlers
+from handlers.commands import CommandHandlers
+from handlers.events import EventHandlers
+from handlers.views import ViewHandlers
+
+
+def register(app: App, services: Services) -> None:
+    commands = CommandHandlers(services)
+    actions = ActionHandlers(services)
+    views = ViewHandlers(services)
+    events = EventHandlers(services)
+
+    app.command(COMMAND)(commands.on_command)
+
+    app.action(Action.GRANT_ROLES.value)(actions.on_role_pick)
+    app.action(Action.APPROVE.value)(actions.on_approve)
+    app.action(Action.DENY.value)(actions.on_deny)
+    app.action(Action.RETRY_INVITE.value)(actions.on_retry_invite)
+    app.action(Action.MODAL_ACCOUNT.value)(views.on_account_selected)
+    app.action(Action.MODAL_ROLES.value)(actions.on_role_pick)
+
+    app.view_submission(Callback.REQUEST_MODAL.value)(views.on_request_submitted)
+    app.view_submission(Callback.DENY_MODAL.value)(views.on_deny_submitted)
+
+    app.event("app_home_opened")(events.on_home_opened)

@@ -1,0 +1,161 @@
+"""`/cf-access`: ack at once, then do the work and answer through the response_url."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, Respond
+
+from bot.command_text import USAGE, ParsedCommand, parse_command, parse_request_id
+from bot.durations import format_duration
+from bot.filing import Refusal, filed_message
+from bot.formatting import escape, number, role_list
+from bot.messages import STATUS_LABEL
+from bot.modals import loading_modal, request_modal
+from bot.services import Services
+from handlers.common import failure_text
+from storage.repository import pending_for_accounts, requests_of
+from storage.states import RequestStatus
+
+log = logging.getLogger(__name__)
+
+
+class CommandHandlers:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def on_command(self, ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+        parsed = parse_command(command.get("text", ""))
+        user_id = command["user_id"]
+        if parsed.name == "help":
+            ack(text=(f":warning: {parsed.error}\n\n" if parsed.error else "") + USAGE, response_type="ephemeral")
+            return
+        if parsed.name == "status":
+            ack(text=self.status_text(user_id), response_type="ephemeral")
+            return
+        ack()
+        try:
+            self._dispatch(parsed, command, respond)
+        except Refusal as refusal:
+            respond(text=f":warning: {refusal.message}", response_type="ephemeral")
+        except Exception as error:
+            respond(text=failure_text(error), response_type="ephemeral")
+
+    def _dispatch(self, parsed: ParsedCommand, command: dict[str, Any], respond: Respond) -> None:
+        user_id = command["user_id"]
+        match parsed.name:
+            case "request" if not parsed.args:
+                self.open_modal(command)
+            case "request":
+                respond(text=self.quick_request(user_id, parsed), response_type="ephemeral")
+            case "accounts":
+                respond(text=self.accounts_text(), response_type="ephemeral")
+            case "roles":
+                respond(text=self.roles_text(parsed), response_type="ephemeral")
+            case "pending":
+                respond(text=self.pending_text(user_id), response_type="ephemeral")
+            case "cancel":
+                respond(text=self.cancel_text(user_id, parsed), response_type="ephemeral")
+
+    # --- request --------------------------------------------------------------------------
+
+    def open_modal(self, command: dict[str, Any]) -> None:
+        services = self.services
+        metadata = {"channel_id": command.get("channel_id", "")}
+        accounts = services.directory.cached_accounts()
+        if accounts is not None:
+            profile = services.slack.profile(command["user_id"])
+            view = request_modal(accounts=accounts, selected_account=None, roles=[], email=profile.email,
+                                 metadata={**metadata, "email": profile.email or ""})
+            services.slack.open_view(command["trigger_id"], view)
+            return
+        # The trigger expires 3 s after the command: open at once, fill in when Cloudflare answers.
+        view_id, view_hash = services.slack.open_view(command["trigger_id"], loading_modal())
+        profile = services.slack.profile(command["user_id"])
+        try:
+            accounts = services.directory.accounts()
+        except Exception as error:
+            services.slack.update_view(view_id, loading_modal(failure_text(error)))
+            return
+        view = request_modal(accounts=accounts, selected_account=None, roles=[], email=profile.email,
+                             metadata={**metadata, "email": profile.email or ""})
+        services.slack.update_view(view_id, view, view_hash=view_hash)
+
+    def quick_request(self, user_id: str, parsed: ParsedCommand) -> str:
+        if len(parsed.args) < 2 or not parsed.rest:
+            raise Refusal(
+                "Usage: `/cf-access request ACCOUNT ROLE[,ROLE...] REASON`, e.g. "
+                "`/cf-access request \"Orange Cloud\" DNS rotating the zone's records`. "
+                + ("The reason is missing." if len(parsed.args) == 2 else "")
+            )
+        filing = self.services.filing
+        account = filing.resolve_account(parsed.args[0])
+        roles = filing.resolve_roles(account, parsed.args[1])
+        profile = filing.requester(user_id)
+        return ":white_check_mark: " + filed_message(filing.file(profile, account, roles, parsed.rest))
+
+    # --- listings -----------------------------------------------------------------------------
+
+    def accounts_text(self) -> str:
+        accounts = self.services.directory.accounts()
+        if not accounts:
+            return "No Cloudflare account can be requested. Ask your Slack admin to check `cf-access-bot check`."
+        lines = [f"• *{escape(account.name)}*  `{account.id}`" for account in accounts[:100]]
+        return "*Requestable Cloudflare accounts*\n" + "\n".join(lines) + \
+            "\nSee an account's roles with `/cf-access roles ACCOUNT`."
+
+    def roles_text(self, parsed: ParsedCommand) -> str:
+        if not parsed.args:
+            raise Refusal("Usage: `/cf-access roles ACCOUNT` (an account id or name).")
+        account = self.services.filing.resolve_account(parsed.args[0])
+        roles = self.services.directory.requestable_roles(account.id)
+        if not roles:
+            return f"No role of *{escape(account.name)}* may be requested through Slack."
+        lines = [f"• *{escape(role.name)}*: {escape(role.description) or '_no description_'}" for role in roles]
+        return f"*Requestable roles on {escape(account.name)}*\n" + "\n".join(lines)
+
+    def status_text(self, user_id: str) -> str:
+        with self.services.db.session() as session:
+            requests = list(requests_of(session, user_id, limit=20))
+        if not requests:
+            return "You have no access requests. Start one with `/cf-access`."
+        now = self.services.clock.now()
+        lines = []
+        for request in requests:
+            label = STATUS_LABEL[RequestStatus(request.status)]
+            granted = request.granted_role_names or request.requested_role_names
+            lines.append(
+                f"• *{number(request.id)}* {escape(request.account_name)}: {role_list(granted)}: {label} "
+                f"(filed {format_duration(now - request.created_at)} ago)"
+            )
+        return "*Your access requests*\n" + "\n".join(lines)
+
+    def pending_text(self, user_id: str) -> str:
+        services = self.services
+        with services.db.session() as session:
+            candidates = list(pending_for_accounts(
+                session, [account.id for account in services.directory.accounts()], limit=200))
+        approvable = set(services.directory.accounts_approved_by(
+            user_id, sorted({request.account_id for request in candidates})))
+        mine = [request for request in candidates if request.account_id in approvable]
+        if not mine:
+            return "Nothing is waiting for your decision."
+        now = services.clock.now()
+        lines = [
+            f"• *{number(request.id)}* <@{request.requester_slack_id}> asks for "
+            f"{role_list(request.requested_role_names)} on *{escape(request.account_name)}* "
+            f"({format_duration(now - request.created_at)} ago): {escape(request.reason[:150])}"
+            for request in mine[:50]
+        ]
+        return "*Requests waiting for your decision* (decide in each request's thread or in the Home tab)\n" + \
+            "\n".join(lines)
+
+    def cancel_text(self, user_id: str, parsed: ParsedCommand) -> str:
+        request_id = parse_request_id(parsed.args[0]) if parsed.args else None
+        if request_id is None:
+            raise Refusal("Usage: `/cf-access cancel ID`, e.g. `/cf-access cancel 42` (see `/cf-access status`).")
+        result = self.services.decisions.cancel(request_id, user_id)
+        return (":white_check_mark: " if result.ok else ":warning: ") + result.message
+
+

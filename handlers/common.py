@@ -1,0 +1,62 @@
+"""What every listener shares: failure reporting and telling the person who acted."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from slack_bolt import Respond
+from slack_sdk.errors import SlackApiError
+
+from bot.cloudflare.errors import CloudflareError
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def failure_text(error: Exception) -> str:
+    reference = secrets.token_hex(4)
+    log.exception("listener failed (ref %s)", reference)
+    if isinstance(error, CloudflareError):
+        return f":warning: Cloudflare did not answer as expected: {error}. Nothing was changed; try again in a minute (ref `{reference}`)."
+    if isinstance(error, SlackApiError):
+        return f":warning: Slack refused a call ({error.response.get('error')}). Nothing was lost; try again (ref `{reference}`)."
+    return f":warning: Something went wrong on our side. Nothing was lost; try again, or give your Slack admin ref `{reference}`."
+
+
+def tell_actor(services: Services, body: dict[str, Any], respond: Respond | None, text: str) -> None:
+    """Ephemeral to the person who acted: via response_url in messages, a DM from Home or modals."""
+    user_id = body.get("user", {}).get("id") or body.get("user_id")
+    if respond is not None and body.get("response_url"):
+        try:
+            respond(text=text, response_type="ephemeral", replace_original=False)
+            return
+        except Exception:  # fall through to a DM; the person must hear
+            log.warning("response_url failed; telling %s by DM", user_id)
+    channel_id = (body.get("container") or {}).get("channel_id")
+    if channel_id and user_id:
+        try:
+            services.slack.ephemeral(channel_id, user_id, text)
+            return
+        except SlackApiError:
+            pass
+    if user_id:
+        services.notifier.tell(user_id, text)
+
+
+def reports_failures(method: F) -> F:
+    """After the ack, an exception must still reach the person: they get a clear message with a reference."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            method(self, *args, **kwargs)
+        except Exception as error:
+            body = kwargs.get("body") or {}
+            tell_actor(self.services, body, kwargs.get("respond"), failure_text(error))
+
+    return wrapper  # type: ignore[return-value]

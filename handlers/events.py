@@ -1,0 +1,29 @@
+"""Events API listeners. Slack re-delivers an event it thinks failed; each event_id is handled once."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bot.home import home_view
+from bot.services import Services
+from storage.repository import remember_event
+
+log = logging.getLogger(__name__)
+
+
+class EventHandlers:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def on_home_opened(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        if event.get("tab") != "home":
+            return
+        event_id = body.get("event_id")
+        if event_id:
+            with self.services.db.session() as session:
+                if not remember_event(session, str(event_id), now=self.services.clock.now()):
+                    log.info("event %s was already handled; Slack retry ignored", event_id)
+                    return
+        user_id = event["user"]
+        self.services.slack.publish_home(user_id, home_view(self.services, user_id))

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, the request state machine, repositories and migrations."""

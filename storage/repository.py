@@ -1,0 +1,277 @@
+"""Queries and conditional updates on requests, their Slack messages and the audit log.
+
+Every state change is one `UPDATE ... WHERE id = :id AND status IN (:allowed sources)`: when two
+clicks, two replicas or a click and a sweep race, exactly one update matches a row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CursorResult, and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from storage.models import AccessRequest, AuditEvent, ProcessedEvent, RequestMessage
+from storage.states import OPEN_STATUSES, RequestStatus, sources_for
+
+
+class DuplicateOpenRequest(Exception):
+    def __init__(self, existing: AccessRequest | None) -> None:
+        super().__init__("the requester already has an open request for this account")
+        self.existing = existing
+
+
+@dataclass(frozen=True)
+class NewRequest:
+    requester_slack_id: str
+    requester_email: str
+    account_id: str
+    account_name: str
+    requested_role_ids: list[str]
+    requested_role_names: list[str]
+    reason: str
+
+
+def open_request_for(session: Session, requester_slack_id: str, account_id: str) -> AccessRequest | None:
+    return session.scalars(
+        select(AccessRequest).where(
+            AccessRequest.requester_slack_id == requester_slack_id,
+            AccessRequest.account_id == account_id,
+            AccessRequest.status.in_([status.value for status in OPEN_STATUSES]),
+        )
+    ).first()
+
+
+def create_request(
+    session: Session, new: NewRequest, *, now: datetime, reminder_due_at: datetime, expires_at: datetime
+) -> AccessRequest:
+    """Insert a pending request; the partial unique index refuses a second open one per account."""
+    request = AccessRequest(
+        status=RequestStatus.PENDING.value,
+        requester_slack_id=new.requester_slack_id,
+        requester_email=new.requester_email,
+        account_id=new.account_id,
+        account_name=new.account_name,
+        requested_role_ids=new.requested_role_ids,
+        requested_role_names=new.requested_role_names,
+        reason=new.reason,
+        created_at=now,
+        updated_at=now,
+        approval_reminder_due_at=reminder_due_at,
+        expires_at=expires_at,
+        invite_attempts=0,
+        approval_reminders_sent=0,
+        invite_reminders_sent=0,
+    )
+    try:
+        with session.begin_nested():
+            session.add(request)
+            session.flush()
+    except IntegrityError:
+        raise DuplicateOpenRequest(open_request_for(session, new.requester_slack_id, new.account_id)) from None
+    return request
+
+
+def get_request(session: Session, request_id: int) -> AccessRequest | None:
+    return session.get(AccessRequest, request_id, populate_existing=True)
+
+
+def transition(
+    session: Session,
+    request_id: int,
+    target: RequestStatus,
+    *,
+    now: datetime,
+    only_from: Iterable[RequestStatus] | None = None,
+    **values: Any,
+) -> bool:
+    """Move a request to `target` if it is in an allowed source state; False when another actor won."""
+    sources = sources_for(target) if only_from is None else frozenset(only_from) & sources_for(target)
+    result = session.execute(
+        update(AccessRequest)
+        .where(AccessRequest.id == request_id, AccessRequest.status.in_([s.value for s in sources]))
+        .values(status=target.value, updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return _matched(result)
+
+
+def claim(session: Session, request_id: int, *conditions: Any, **values: Any) -> bool:
+    """Conditional update without a state change: claims a reminder, a lease or a flag exactly once."""
+    result = session.execute(
+        update(AccessRequest)
+        .where(AccessRequest.id == request_id, *conditions)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return _matched(result)
+
+
+def _matched(result: Any) -> bool:
+    assert isinstance(result, CursorResult)
+    return bool(result.rowcount == 1)
+
+
+def requests_of(session: Session, requester_slack_id: str, *, limit: int = 20) -> Sequence[AccessRequest]:
+    return session.scalars(
+        select(AccessRequest)
+        .where(AccessRequest.requester_slack_id == requester_slack_id)
+        .order_by(AccessRequest.created_at.desc(), AccessRequest.id.desc())
+        .limit(limit)
+    ).all()
+
+
+def pending_for_accounts(session: Session, account_ids: Iterable[str], *, limit: int = 50) -> Sequence[AccessRequest]:
+    ids = list(account_ids)
+    if not ids:
+        return []
+    return session.scalars(
+        select(AccessRequest)
+        .where(AccessRequest.status == RequestStatus.PENDING.value, AccessRequest.account_id.in_(ids))
+        .order_by(AccessRequest.created_at, AccessRequest.id)
+        .limit(limit)
+    ).all()
+
+
+def iter_requests(
+    session: Session, *, status: str | None = None, account_id: str | None = None, batch: int = 500
+) -> Iterator[AccessRequest]:
+    """Stream requests in id order, a batch at a time, so a large table never sits in memory."""
+    last_id = 0
+    while True:
+        query = select(AccessRequest).where(AccessRequest.id > last_id)
+        if status:
+            query = query.where(AccessRequest.status == status)
+        if account_id:
+            query = query.where(AccessRequest.account_id == account_id)
+        rows = session.scalars(query.order_by(AccessRequest.id).limit(batch)).all()
+        if not rows:
+            return
+        yield from rows
+        last_id = rows[-1].id
+        session.expunge_all()
+
+
+def due_ids(session: Session, status: RequestStatus, due_column: Any, now: datetime, *, limit: int) -> list[int]:
+    """Ids of requests in `status` whose `due_column` has passed: an indexed range scan."""
+    query = (
+        select(AccessRequest.id)
+        .where(AccessRequest.status == status.value, due_column.is_not(None), due_column <= now)
+        .order_by(due_column)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def invites_due(session: Session, now: datetime, *, limit: int) -> list[int]:
+    """Approved requests whose invite is due and not leased by a live worker."""
+    query = (
+        select(AccessRequest.id)
+        .where(
+            AccessRequest.status == RequestStatus.APPROVED.value,
+            AccessRequest.invite_due_at <= now,
+            or_(AccessRequest.invite_lease_until.is_(None), AccessRequest.invite_lease_until < now),
+        )
+        .order_by(AccessRequest.invite_due_at)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def lease_invite(session: Session, request_id: int, *, now: datetime, lease_until: datetime) -> bool:
+    return claim(
+        session,
+        request_id,
+        AccessRequest.status == RequestStatus.APPROVED.value,
+        or_(AccessRequest.invite_lease_until.is_(None), AccessRequest.invite_lease_until < now),
+        invite_lease_until=lease_until,
+    )
+
+
+def add_message(
+    session: Session, request_id: int, *, channel_id: str, ts: str, approver_slack_id: str | None, now: datetime
+) -> None:
+    session.add(
+        RequestMessage(
+            request_id=request_id,
+            channel_id=channel_id,
+            ts=ts,
+            approver_slack_id=approver_slack_id,
+            created_at=now,
+        )
+    )
+
+
+def messages_for(session: Session, request_id: int) -> Sequence[RequestMessage]:
+    return session.scalars(
+        select(RequestMessage).where(RequestMessage.request_id == request_id).order_by(RequestMessage.id)
+    ).all()
+
+
+def append_audit(
+    session: Session,
+    *,
+    time: datetime,
+    event: str,
+    request_id: int | None,
+    actor_slack_id: str | None,
+    actor_email: str | None,
+    details: dict[str, Any],
+) -> AuditEvent:
+    row = AuditEvent(
+        time=time,
+        event=event,
+        request_id=request_id,
+        actor_slack_id=actor_slack_id,
+        actor_email=actor_email,
+        details=details,
+    )
+    session.add(row)
+    return row
+
+
+def iter_audit(session: Session, *, since: datetime | None = None, batch: int = 1000) -> Iterator[AuditEvent]:
+    last_id = 0
+    while True:
+        query = select(AuditEvent).where(AuditEvent.id > last_id)
+        if since is not None:
+            query = query.where(AuditEvent.time >= since)
+        rows = session.scalars(query.order_by(AuditEvent.id).limit(batch)).all()
+        if not rows:
+            return
+        yield from rows
+        last_id = rows[-1].id
+        session.expunge_all()
+
+
+def audit_for(session: Session, request_id: int) -> Sequence[AuditEvent]:
+    return session.scalars(
+        select(AuditEvent).where(AuditEvent.request_id == request_id).order_by(AuditEvent.id)
+    ).all()
+
+
+def remember_event(session: Session, event_id: str, *, now: datetime) -> bool:
+    """Record an Events API delivery; False if it was seen before (a retry)."""
+    try:
+        with session.begin_nested():
+            session.add(ProcessedEvent(event_id=event_id, received_at=now))
+            session.flush()
+    except IntegrityError:
+        return False
+    return True
+
+
+def status_is(status: RequestStatus) -> Any:
+    return AccessRequest.status == status.value
+
+
+def lease_free(now: datetime) -> Any:
+    return or_(AccessRequest.invite_lease_until.is_(None), AccessRequest.invite_lease_until < now)
+
+
+def both(*conditions: Any) -> Any:
+    return and_(*conditions)

@@ -1,0 +1,86 @@
+"""A small threaded HTTP server base for the fake Slack and Cloudflare APIs."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+
+class FakeResponse:
+    def __init__(
+        self, status: int, body: Any, headers: dict[str, str] | None = None, *, delay: float = 0.0,
+        drop: bool = False,
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+        self.delay = delay
+        self.drop = drop
+
+
+class FakeServer:
+    """Runs `handle(method, path, query, headers, raw_body) -> FakeResponse` on 127.0.0.1:<free port>."""
+
+    def __init__(self) -> None:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                parts = urlsplit(self.path)
+                query = dict(parse_qsl(parts.query, keep_blank_values=True))
+                headers = {key.lower(): value for key, value in self.headers.items()}
+                response = fake.handle(self.command, parts.path, query, headers, raw)
+                if response.delay:
+                    fake.stopping.wait(response.delay)
+                if response.drop:
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                payload = json.dumps(response.body).encode()
+                self.send_response(response.status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(payload)))
+                for key, value in response.headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                try:
+                    self.wfile.write(payload)
+                except OSError:
+                    pass
+
+            do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+        self.stopping = threading.Event()
+        self.lock = threading.RLock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FakeServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def handle(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], raw: bytes
+    ) -> FakeResponse:
+        raise NotImplementedError

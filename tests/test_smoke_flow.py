@@ -1,0 +1,21 @@
+"""The spine: a quick request becomes a Cloudflare invite once a Super Admin approves it."""
+
+from __future__ import annotations
+
+from tests.conftest import ALICE, BOB, CAROL, ROLE_IDS, World
+from tests.fakes.cloudflare import FakeCloudflare
+from tests.fakes.slack import FakeSlack
+from tests.harness import BotUnderTest
+
+
+def test_request_approve_invite(bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World) -> None:
+    reply = bot.command('request "Acme Production" DNS need to rotate records', user_id=ALICE)
+    assert reply.response.status_code == 200
+    answer = fake_slack.responses_for(reply.response_id)
+    assert answer and "#1 filed" in answer[-1]["text"], answer
+    roots = fake_slack.roots()
+    assert {root.channel for root in roots} == {fake_slack.dm_channel(BOB), fake_slack.dm_channel(CAROL)}
+    bot.click(roots[0], "request_approve", user_id=BOB)
+    posts = fake_cf.calls_to("POST", r"/members$")
+    assert len(posts) == 1 and posts[0].body == {"email": "alice@example.com", "roles": [ROLE_IDS["dns"]]}
+    assert any("Invite sent" in m.text for m in fake_slack.dms_to(ALICE) + fake_slack.thread(roots[0]))
