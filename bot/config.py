@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     invite_reminder_after: timedelta = Field(default=timedelta(hours=24))
     invite_expires_after: timedelta = Field(default=timedelta(days=7))
     scheduler_interval: timedelta = Field(default=timedelta(minutes=5))
-    directory_cache_ttl: timedelta = Field(default=timedelta(minutes=5))
+    directory_cache_ttl: timedelta = Field(default=timedelta(minutes=1))
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"

@@ -50,10 +50,13 @@ class ViewHandlers:
             account = services.directory.account(form.account_id)
             if account is None:
                 raise Refusal("That account can no longer be requested; choose another.", field=Block.ACCOUNT.value)
-            roles_by_id = {role.id: role for role in services.directory.requestable_roles(account.id)}
-            roles = [roles_by_id[role_id] for role_id in form.role_ids if role_id in roles_by_id]
             if not form.role_ids:
                 raise Refusal("Choose at least one role.", field="roles")
+            # Every role of the account, so that check_fields names a role that is not requestable.
+            roles_by_id = {role.id: role for role in services.directory.roles(account.id)}
+            roles = [roles_by_id[role_id] for role_id in form.role_ids if role_id in roles_by_id]
+            if len(roles) != len(form.role_ids):
+                raise Refusal("A chosen role no longer exists in this account; choose again.", field="roles")
             profile = services.filing.requester(user_id)
             services.filing.check_fields(profile, account, roles, form.reason)
         except Refusal as refusal:

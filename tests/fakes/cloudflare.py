@@ -45,7 +45,8 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     drop: bool = False
-    # When True the request is carried out first and only the answer fails (ambiguous faults).
+    # When True the request is carried out first and only the answer fails (ambiguous faults);
+    # with status 200 the real answer is sent, late.
     after_effect: bool = False
     times: int = 1
 
@@ -140,6 +141,9 @@ class FakeCloudflare(FakeServer):
             return denied
         with self.lock:
             response = self._route(method, path, query, body)
+        if fault and fault.status == 200:
+            response.delay = fault.delay  # a slow but correct answer
+            return response
         if fault:
             return self._fault_response(fault)
         return response

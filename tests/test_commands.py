@@ -1,0 +1,172 @@
+"""`/cf-access` subcommands (SPEC §4) and every bad input of the core issue's item 10."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from storage.models import AccessRequest
+from tests.conftest import ALICE, BOB, CAROL, FALLBACK, MALLORY, NOEMAIL, OUTSIDER, ROLE_IDS, BotFactory, World
+from tests.fakes.cloudflare import FakeCloudflare
+from tests.fakes.slack import FakeSlack
+from tests.harness import BotUnderTest
+from tests.helpers import answer, file_request, roots_of, stored
+
+
+def request_count(bot: BotUnderTest) -> int:
+    with bot.db.session() as session:
+        return int(session.scalar(select(func.count()).select_from(AccessRequest)) or 0)
+
+
+def test_help_and_unknown_subcommands(bot: BotUnderTest, fake_slack: FakeSlack) -> None:
+    said = answer(bot, fake_slack, "help", ALICE)
+    for subcommand in ("request ACCOUNT ROLE", "accounts", "roles ACCOUNT", "status", "pending", "cancel ID"):
+        assert subcommand in said
+    said = answer(bot, fake_slack, "frobnicate", ALICE)
+    assert "`frobnicate` is not a /cf-access command" in said and "status" in said
+
+
+def test_accounts_and_roles(bot: BotUnderTest, fake_slack: FakeSlack, world: World) -> None:
+    said = answer(bot, fake_slack, "accounts", ALICE)
+    assert "Acme Production" in said and "Acme Staging" in said and world.acme in said
+    said = answer(bot, fake_slack, 'roles "acme production"', ALICE)
+    assert "Administrator Read Only" in said and "Can edit DNS records." in said
+    assert "Super Administrator" not in said, "Super Administrator is not requestable unless listed"
+    said = answer(bot, fake_slack, "roles", ALICE)
+    assert "Usage: `/cf-access roles ACCOUNT`" in said
+
+
+def test_account_allowlist(make_bot: BotFactory, fake_slack: FakeSlack, world: World) -> None:
+    bot = make_bot(cloudflare_account_ids=f"{world.staging}")
+    said = answer(bot, fake_slack, "accounts", ALICE)
+    assert "Acme Staging" in said and "Acme Production" not in said
+    said = answer(bot, fake_slack, 'request "Acme Production" DNS need it', ALICE)
+    assert "No requestable account matches `Acme Production`" in said
+
+
+def test_quick_request_with_quotes_and_prefixes(bot: BotUnderTest, fake_slack: FakeSlack, world: World) -> None:
+    said = answer(bot, fake_slack, "request \"acme prod\" administrator,billing I can't deploy", ALICE)
+    assert "Request #1 filed" in said
+    request = stored(bot, 1)
+    assert request.account_id == world.acme
+    assert request.requested_role_ids == [ROLE_IDS["admin"], ROLE_IDS["billing"]]
+    assert request.reason == "I can't deploy"
+    assert request.requester_email == "alice@example.com"
+    assert request.status == "pending"
+
+
+def test_request_by_ids(bot: BotUnderTest, fake_slack: FakeSlack, world: World) -> None:
+    said = answer(bot, fake_slack, f"request {world.staging} {ROLE_IDS['dns']} testing", ALICE)
+    assert "Request #1 filed" in said and "Acme Staging" in said
+
+
+def test_status_and_cancel(bot: BotUnderTest, fake_slack: FakeSlack, world: World) -> None:
+    assert "You have no access requests" in answer(bot, fake_slack, "status", ALICE)
+    request_id = file_request(bot, fake_slack, ALICE)
+    said = answer(bot, fake_slack, "status", ALICE)
+    assert f"#{request_id}" in said and "Acme Production" in said and "Pending" in said
+    assert "You have no request #1" in answer(bot, fake_slack, "cancel 1", MALLORY)
+    assert "Usage: `/cf-access cancel ID`" in answer(bot, fake_slack, "cancel abc", ALICE)
+    said = answer(bot, fake_slack, f"cancel #{request_id}", ALICE)
+    assert "is cancelled" in said
+    assert stored(bot, request_id).status == "cancelled"
+    for root in roots_of(fake_slack, request_id):
+        assert "Cancelled" in root.all_text() and "request_approve" not in root.action_ids()
+        assert any("withdrew" in reply.text for reply in fake_slack.thread(root))
+    assert "only pending requests can be cancelled" in answer(bot, fake_slack, f"cancel {request_id}", ALICE)
+
+
+def test_pending_lists_what_waits_on_the_approver(bot: BotUnderTest, fake_slack: FakeSlack, world: World) -> None:
+    file_request(bot, fake_slack, ALICE)
+    file_request(bot, fake_slack, ALICE, 'request "Acme Staging" DNS staging work')
+    bob_sees = answer(bot, fake_slack, "pending", BOB)
+    assert "#1" in bob_sees and "#2" not in bob_sees, "Bob approves Acme Production only"
+    carol_sees = answer(bot, fake_slack, "pending", CAROL)
+    assert "#1" in carol_sees and "#2" in carol_sees
+    assert "Nothing is waiting for your decision" in answer(bot, fake_slack, "pending", MALLORY)
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ('request Acme DNS why', "`Acme` matches several accounts: `Acme Production`, `Acme Staging`"),
+        ('request Nowhere DNS why', "No requestable account matches `Nowhere`. Accounts: `Acme Production`"),
+        ('request "Acme Production" Admin why', "`Admin` matches several roles of Acme Production: `Administrator`, `Administrator Read Only`"),
+        ('request "Acme Production" Janitor why', "No requestable role of Acme Production matches `Janitor`"),
+        ('request "Acme Production" "Super Administrator - All Privileges" why', "cannot be requested through Slack"),
+        ('request "Acme Production" DNS', "The reason is missing"),
+        ('request "Acme Production"', "Usage: `/cf-access request ACCOUNT ROLE[,ROLE...] REASON`"),
+        ('request "Acme Production DNS oops', "A quote is not closed"),
+        ('request "Acme Production" DNS ' + "x" * 501, "The reason is 501 characters; keep it to 500"),
+    ],
+)
+def test_bad_quick_requests_store_nothing(bot: BotUnderTest, fake_slack: FakeSlack, world: World,
+                                          text: str, expected: str) -> None:
+    said = answer(bot, fake_slack, text, ALICE)
+    assert expected in said
+    assert request_count(bot) == 0 and fake_slack.roots() == []
+
+
+def test_role_outside_requestable_roles(make_bot: BotFactory, fake_slack: FakeSlack, world: World) -> None:
+    bot = make_bot(requestable_roles="DNS,Cache Purge")
+    said = answer(bot, fake_slack, 'request "Acme Production" Billing why', ALICE)
+    assert "Billing cannot be requested through Slack" in said and "`DNS`, `Cache Purge`" in said
+    assert request_count(bot) == 0
+
+
+def test_email_outside_allowed_domains(make_bot: BotFactory, fake_slack: FakeSlack, world: World) -> None:
+    bot = make_bot(allowed_email_domains="example.com")
+    said = answer(bot, fake_slack, 'request "Acme Production" DNS why', OUTSIDER)
+    assert "Invites may only go to addresses at example.com; your Slack e-mail is alice@gmail.com" in said
+    assert request_count(bot) == 0
+    fake_slack.add_user("U0SUBDOM01", "sam@eu.example.com", "sam")
+    said = answer(bot, fake_slack, 'request "Acme Production" DNS why', "U0SUBDOM01")
+    assert "Invites may only go to addresses at example.com" in said, "a subdomain counts only when listed"
+
+
+def test_requester_without_email(bot: BotUnderTest, fake_slack: FakeSlack, world: World) -> None:
+    said = answer(bot, fake_slack, 'request "Acme Production" DNS why', NOEMAIL)
+    assert "Your Slack profile has no e-mail address" in said
+    assert request_count(bot) == 0
+
+
+def test_second_open_request_points_to_the_first(bot: BotUnderTest, fake_slack: FakeSlack, world: World) -> None:
+    request_id = file_request(bot, fake_slack, ALICE)
+    said = answer(bot, fake_slack, 'request "Acme Production" Billing another reason', ALICE)
+    assert f"You already have an open request for Acme Production: #{request_id}" in said
+    assert f"/cf-access cancel {request_id}" in said
+    assert request_count(bot) == 1
+
+
+def test_already_a_member_with_every_role(bot: BotUnderTest, fake_slack: FakeSlack, world: World) -> None:
+    said = answer(bot, fake_slack, 'request "Acme Production" Administrator need admin', CAROL)
+    assert "You are already a member of Acme Production with" in said and "Administrator" in said
+    assert "Nothing was filed" in said
+    assert request_count(bot) == 0
+
+
+def test_account_with_no_approver(bot: BotUnderTest, fake_slack: FakeSlack, world: World) -> None:
+    said = answer(bot, fake_slack, 'request "Orange Cloud" DNS why', ALICE)
+    assert "Orange Cloud has no Super Administrator that can be reached in Slack" in said
+    assert request_count(bot) == 0 and fake_slack.roots() == []
+
+
+def test_fallback_approvers(make_bot: BotFactory, fake_slack: FakeSlack, world: World) -> None:
+    bot = make_bot(fallback_approvers=FALLBACK)
+    said = answer(bot, fake_slack, 'request "Orange Cloud" DNS why', ALICE)
+    assert "Request #1 filed" in said and f"<@{FALLBACK}>" in said
+    assert [root.channel for root in fake_slack.roots()] == [fake_slack.dm_channel(FALLBACK)]
+    # Accounts that do have Super Admins in Slack ignore the fallback.
+    file_request(bot, fake_slack, ALICE)
+    assert fake_slack.dm_channel(BOB) in {root.channel for root in roots_of(fake_slack, 2)}
+
+
+def test_cloudflare_failure_is_told_to_the_user(bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare,
+                                                world: World) -> None:
+    from tests.fakes.cloudflare import Fault
+
+    fake_cf.inject(Fault("GET", r"^/accounts$", status=403, body={"success": False, "errors": [
+        {"code": 10000, "message": "Authentication error"}], "messages": [], "result": None}))
+    said = answer(bot, fake_slack, 'request "Acme Production" DNS why', ALICE)
+    assert "Cloudflare did not answer as expected: Authentication error" in said
+    assert request_count(bot) == 0

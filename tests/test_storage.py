@@ -1,0 +1,90 @@
+"""The state machine and the conditional updates that make races have one winner."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from storage.db import Database
+from storage.migrate import upgrade
+from storage.repository import DuplicateOpenRequest, NewRequest, create_request, get_request, transition
+from storage.states import ALLOWED_TRANSITIONS, IllegalTransition, RequestStatus, check_transition, sources_for
+
+NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def db(database_url: str) -> Database:
+    database = Database.from_url(database_url)
+    upgrade(database.engine)
+    return database
+
+
+def new_request(requester: str = "U1", account: str = "acc") -> NewRequest:
+    return NewRequest(requester, "a@example.com", account, "Acme", ["r1"], ["DNS"], "because")
+
+
+def test_transition_table() -> None:
+    assert ALLOWED_TRANSITIONS[RequestStatus.PENDING] >= {RequestStatus.APPROVED, RequestStatus.DENIED,
+                                                         RequestStatus.CANCELLED, RequestStatus.EXPIRED}
+    assert RequestStatus.INVITED in ALLOWED_TRANSITIONS[RequestStatus.APPROVED]
+    assert RequestStatus.ACCEPTED in ALLOWED_TRANSITIONS[RequestStatus.INVITED]
+    for terminal in (RequestStatus.ACCEPTED, RequestStatus.DENIED, RequestStatus.CANCELLED, RequestStatus.EXPIRED):
+        assert ALLOWED_TRANSITIONS[terminal] == frozenset()
+    assert sources_for(RequestStatus.DENIED) == {RequestStatus.PENDING}
+    with pytest.raises(IllegalTransition):
+        check_transition(RequestStatus.DENIED, RequestStatus.APPROVED)
+
+
+def test_times_come_back_timezone_aware(db: Database) -> None:
+    with db.session() as session:
+        request = create_request(session, new_request(), now=NOW, reminder_due_at=NOW, expires_at=NOW)
+    with db.session() as session:
+        loaded = get_request(session, request.id)
+    assert loaded is not None and loaded.created_at == NOW and loaded.created_at.tzinfo is not None
+
+
+def test_conditional_update_has_one_winner(db: Database) -> None:
+    with db.session() as session:
+        request_id = create_request(session, new_request(), now=NOW, reminder_due_at=NOW, expires_at=NOW).id
+    winners: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def decide(who: str) -> None:
+        barrier.wait()
+        with db.session() as session:
+            if transition(session, request_id, RequestStatus.APPROVED, now=NOW, decided_by_slack_id=who):
+                winners.append(who)
+
+    threads = [threading.Thread(target=decide, args=(f"U{n}",)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(winners) == 1
+    with db.session() as session:
+        loaded = get_request(session, request_id)
+        assert loaded is not None and loaded.decided_by_slack_id == winners[0]
+        # A later deny loses: denied is only reachable from pending.
+        assert not transition(session, request_id, RequestStatus.DENIED, now=NOW)
+
+
+def test_one_open_request_per_account_is_enforced_by_the_database(db: Database) -> None:
+    with db.session() as session:
+        first = create_request(session, new_request(), now=NOW, reminder_due_at=NOW, expires_at=NOW)
+    with db.session() as session, pytest.raises(DuplicateOpenRequest) as duplicate:
+        create_request(session, new_request(), now=NOW, reminder_due_at=NOW, expires_at=NOW)
+    assert duplicate.value.existing is not None and duplicate.value.existing.id == first.id
+    with db.session() as session:
+        create_request(session, new_request(account="other"), now=NOW, reminder_due_at=NOW, expires_at=NOW)
+        assert transition(session, first.id, RequestStatus.DENIED, now=NOW + timedelta(minutes=1))
+    with db.session() as session:
+        again = create_request(session, new_request(), now=NOW, reminder_due_at=NOW, expires_at=NOW)
+    assert again.id > first.id
+
+
+def test_migrations_are_idempotent(db: Database) -> None:
+    upgrade(db.engine)
+    upgrade(db.engine)
