@@ -20,6 +20,7 @@ class TtlCache(Generic[K, V]):
         self._entries: dict[K, tuple[datetime, V]] = {}
         self._lock = threading.Lock()
         self._key_locks: dict[K, threading.Lock] = {}
+        self._loads: dict[K, int] = {}
 
     def peek(self, key: K) -> V | None:
         """The cached value if still fresh, without loading."""
@@ -37,16 +38,17 @@ class TtlCache(Generic[K, V]):
                 return value
         with self._lock:
             key_lock = self._key_locks.setdefault(key, threading.Lock())
-        started = self._clock.now()
+            loads_when_asked = self._loads.get(key, 0)
         with key_lock:
             with self._lock:
                 entry = self._entries.get(key)
-            # Someone else loaded while we waited: a load that began after we asked is fresh enough.
-            if entry and entry[0] - self._ttl >= started and entry[0] > self._clock.now():
-                return entry[1]
-            if not fresh and entry and entry[0] > self._clock.now():
+                loaded_meanwhile = self._loads.get(key, 0) > loads_when_asked
+            # Another caller loaded while we waited for the lock: that answer is as fresh as ours would be.
+            if entry and entry[0] > self._clock.now() and (loaded_meanwhile or not fresh):
                 return entry[1]
             value = load()
+            with self._lock:
+                self._loads[key] = self._loads.get(key, 0) + 1
             self.put(key, value)
             return value
 
