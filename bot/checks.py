@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from slack_sdk.errors import SlackApiError
 
@@ -39,8 +40,8 @@ def run_checks(services: Services) -> list[CheckResult]:
     if not accounts_result.ok:
         return results
     for account in services.directory.accounts():
-        results.append(_run(f"roles: {account.name}", lambda a=account: _roles(services, a.id)))
-        results.append(_run(f"approvers: {account.name}", lambda a=account: _approvers(services, a.id)))
+        results.append(_run(f"roles: {account.name}", partial(_roles, services, account.id)))
+        results.append(_run(f"approvers: {account.name}", partial(_approvers, services, account.id)))
     if settings.approval_channel:
         results.append(CheckResult("approval channel", True, f"requests go to {settings.approval_channel}"))
     else:
@@ -88,7 +89,8 @@ def _roles(services: Services, account_id: str) -> str:
     if not services.directory.super_admin_role_ids(account_id):
         raise CloudflareError("no Super Administrator role visible")
     return f"{len(requestable)} requestable: {role_list(role.name for role in requestable[:6])}" + (
-        ", …" if len(requestable) > 6 else "")
+        ", …" if len(requestable) > 6 else ""
+    )
 
 
 def _approvers(services: Services, account_id: str) -> str:

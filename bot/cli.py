@@ -15,8 +15,13 @@ log = logging.getLogger("cf_access_bot")
 
 
 def _secrets(settings: Settings) -> list[str]:
-    values = [settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token,
-              settings.cloudflare_api_token, settings.cloudflare_api_key]
+    values = [
+        settings.slack_bot_token,
+        settings.slack_signing_secret,
+        settings.slack_app_token,
+        settings.cloudflare_api_token,
+        settings.cloudflare_api_key,
+    ]
     return [value.get_secret_value() for value in values if value is not None]
 
 
@@ -50,7 +55,7 @@ def cmd_socket(_args: argparse.Namespace) -> int:
     assert settings.slack_app_token is not None
     handler = SocketModeHandler(runtime.bolt_app, settings.slack_app_token.get_secret_value())
     try:
-        handler.start()
+        handler.start()  # type: ignore[no-untyped-call]
     finally:
         runtime.stop()
     return 0
@@ -120,9 +125,13 @@ def cmd_db_upgrade(_args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cf-access-bot", description="Cloudflare account access, approved in Slack.")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="serve Slack over HTTP (POST /slack/events, GET /healthz)").set_defaults(run=cmd_serve)
+    commands.add_parser("serve", help="serve Slack over HTTP (POST /slack/events, GET /healthz)").set_defaults(
+        run=cmd_serve
+    )
     commands.add_parser("socket", help="serve Slack over Socket Mode (SLACK_APP_TOKEN)").set_defaults(run=cmd_socket)
-    commands.add_parser("check", help="verify Slack, Cloudflare, accounts, roles and approvers").set_defaults(run=cmd_check)
+    commands.add_parser("check", help="verify Slack, Cloudflare, accounts, roles and approvers").set_defaults(
+        run=cmd_check
+    )
     requests = commands.add_parser("requests", help="list requests")
     requests.add_argument("--status")
     requests.add_argument("--account", help="account id")

@@ -61,7 +61,10 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
 
     @field_validator(
-        "cloudflare_account_ids", "fallback_approvers", "allowed_email_domains", "requestable_roles",
+        "cloudflare_account_ids",
+        "fallback_approvers",
+        "allowed_email_domains",
+        "requestable_roles",
         mode="before",
     )
     @classmethod
@@ -74,8 +77,12 @@ class Settings(BaseSettings):
         return [domain.lower().lstrip("@") for domain in value]
 
     @field_validator(
-        "approval_reminder_after", "request_expires_after", "invite_reminder_after",
-        "invite_expires_after", "scheduler_interval", "directory_cache_ttl",
+        "approval_reminder_after",
+        "request_expires_after",
+        "invite_reminder_after",
+        "invite_expires_after",
+        "scheduler_interval",
+        "directory_cache_ttl",
         mode="before",
     )
     @classmethod

@@ -83,8 +83,10 @@ class Decisions:
     def refusal(self, request: AccessRequest, actor_id: str, action: str) -> str | None:
         """Why `actor_id` may not decide `request` (audited), or None when they may."""
         if actor_id == request.requester_slack_id:
-            reason = f"You cannot {action} your own request {number(request.id)}; a Super Administrator of " \
-                     f"{escape(request.account_name)} decides it."
+            reason = (
+                f"You cannot {action} your own request {number(request.id)}; a Super Administrator of "
+                f"{escape(request.account_name)} decides it."
+            )
         else:
             try:
                 allowed = self._directory.is_approver(request.account_id, actor_id)
@@ -92,12 +94,18 @@ class Decisions:
                 return f"Could not check your approver rights with Cloudflare ({error}); nothing changed. Try again."
             if allowed:
                 return None
-            reason = (f"You are not allowed to {action} {number(request.id)}: only the Super Administrators of "
-                      f"{escape(request.account_name)} (or the configured fallback approvers) can.")
+            reason = (
+                f"You are not allowed to {action} {number(request.id)}: only the Super Administrators of "
+                f"{escape(request.account_name)} (or the configured fallback approvers) can."
+            )
         with self._db.session() as session:
             self._audit.record(
-                session, AuditEventType.DECISION_REFUSED, request_id=request.id, actor_slack_id=actor_id,
-                actor_email=self._email_of(actor_id), action=action,
+                session,
+                AuditEventType.DECISION_REFUSED,
+                request_id=request.id,
+                actor_slack_id=actor_id,
+                actor_email=self._email_of(actor_id),
+                action=action,
                 why="own request" if actor_id == request.requester_slack_id else "not an approver",
             )
         return reason
@@ -119,24 +127,44 @@ class Decisions:
         actor_email = self._email_of(actor_id)
         with self._db.session() as session:
             won = transition(
-                session, request_id, RequestStatus.APPROVED, now=now, only_from={RequestStatus.PENDING},
-                granted_role_ids=[role.id for role in granted], granted_role_names=[role.name for role in granted],
-                decided_by_slack_id=actor_id, decided_by_email=actor_email, decided_at=now,
-                invite_due_at=now, approval_reminder_due_at=None, expires_at=None,
+                session,
+                request_id,
+                RequestStatus.APPROVED,
+                now=now,
+                only_from={RequestStatus.PENDING},
+                granted_role_ids=[role.id for role in granted],
+                granted_role_names=[role.name for role in granted],
+                decided_by_slack_id=actor_id,
+                decided_by_email=actor_email,
+                decided_at=now,
+                invite_due_at=now,
+                approval_reminder_due_at=None,
+                expires_at=None,
             )
             if won:
                 self._audit.record(
-                    session, AuditEventType.APPROVED, request_id=request_id, actor_slack_id=actor_id,
-                    actor_email=actor_email, roles_requested=request.requested_role_names,
-                    roles_granted=[role.name for role in granted], role_ids_granted=[role.id for role in granted],
+                    session,
+                    AuditEventType.APPROVED,
+                    request_id=request_id,
+                    actor_slack_id=actor_id,
+                    actor_email=actor_email,
+                    roles_requested=request.requested_role_names,
+                    roles_granted=[role.name for role in granted],
+                    role_ids_granted=[role.id for role in granted],
                 )
         if not won:
             latest = self._load(request_id)
             return Result(False, already_decided(latest) if latest else "This request no longer exists.")
         names = role_list(role.name for role in granted)
-        changed = "" if [r.id for r in granted] == request.requested_role_ids else \
-            f" (requested: {role_list(request.requested_role_names)})"
-        self._notifier.reply(request_id, f":white_check_mark: Approved by {mention(actor_id)}, granting {names}{changed}. Sending the Cloudflare invite…")
+        changed = (
+            ""
+            if [r.id for r in granted] == request.requested_role_ids
+            else f" (requested: {role_list(request.requested_role_names)})"
+        )
+        self._notifier.reply(
+            request_id,
+            f":white_check_mark: Approved by {mention(actor_id)}, granting {names}{changed}. Sending the Cloudflare invite…",
+        )
         self._notifier.refresh_roots(request_id)
         self._notifier.tell(
             request.requester_slack_id,
@@ -160,14 +188,28 @@ class Decisions:
         actor_email = self._email_of(actor_id)
         with self._db.session() as session:
             won = transition(
-                session, request_id, RequestStatus.DENIED, now=now, only_from={RequestStatus.PENDING},
-                decided_by_slack_id=actor_id, decided_by_email=actor_email, decided_at=now, decision_note=note,
-                closed_at=now, approval_reminder_due_at=None, expires_at=None,
+                session,
+                request_id,
+                RequestStatus.DENIED,
+                now=now,
+                only_from={RequestStatus.PENDING},
+                decided_by_slack_id=actor_id,
+                decided_by_email=actor_email,
+                decided_at=now,
+                decision_note=note,
+                closed_at=now,
+                approval_reminder_due_at=None,
+                expires_at=None,
             )
             if won:
                 self._audit.record(
-                    session, AuditEventType.DENIED, request_id=request_id, actor_slack_id=actor_id,
-                    actor_email=actor_email, roles_requested=request.requested_role_names, reason=note,
+                    session,
+                    AuditEventType.DENIED,
+                    request_id=request_id,
+                    actor_slack_id=actor_id,
+                    actor_email=actor_email,
+                    roles_requested=request.requested_role_names,
+                    reason=note,
                 )
         if not won:
             latest = self._load(request_id)
@@ -187,17 +229,30 @@ class Decisions:
         if request is None or request.requester_slack_id != actor_id:
             return Result(False, f"You have no request {number(request_id)}. See `/cf-access status`.")
         if request.status != RequestStatus.PENDING.value:
-            return Result(False, f"Request {number(request_id)} is {request.status}; only pending requests can be cancelled.")
+            return Result(
+                False, f"Request {number(request_id)} is {request.status}; only pending requests can be cancelled."
+            )
         now = self._clock.now()
         with self._db.session() as session:
             won = transition(
-                session, request_id, RequestStatus.CANCELLED, now=now, only_from={RequestStatus.PENDING},
-                closed_at=now, decision_note="Withdrawn by the requester.",
-                approval_reminder_due_at=None, expires_at=None,
+                session,
+                request_id,
+                RequestStatus.CANCELLED,
+                now=now,
+                only_from={RequestStatus.PENDING},
+                closed_at=now,
+                decision_note="Withdrawn by the requester.",
+                approval_reminder_due_at=None,
+                expires_at=None,
             )
             if won:
-                self._audit.record(session, AuditEventType.CANCELLED, request_id=request_id,
-                                   actor_slack_id=actor_id, actor_email=request.requester_email)
+                self._audit.record(
+                    session,
+                    AuditEventType.CANCELLED,
+                    request_id=request_id,
+                    actor_slack_id=actor_id,
+                    actor_email=request.requester_email,
+                )
         if not won:
             latest = self._load(request_id)
             return Result(False, already_decided(latest) if latest else "This request no longer exists.")
@@ -210,19 +265,33 @@ class Decisions:
         if request is None:
             return Result(False, f"Request {number(request_id)} does not exist.")
         if request.status != RequestStatus.FAILED.value or not request.granted_role_ids:
-            return Result(False, f"Request {number(request_id)} is {request.status}; there is no failed invite to retry.")
+            return Result(
+                False, f"Request {number(request_id)} is {request.status}; there is no failed invite to retry."
+            )
         refused = self.refusal(request, actor_id, "retry the invite of")
         if refused:
             return Result(False, refused)
         now = self._clock.now()
         with self._db.session() as session:
             won = transition(
-                session, request_id, RequestStatus.APPROVED, now=now, only_from={RequestStatus.FAILED},
-                invite_due_at=now, invite_error=None, closed_at=None, invite_lease_until=None,
+                session,
+                request_id,
+                RequestStatus.APPROVED,
+                now=now,
+                only_from={RequestStatus.FAILED},
+                invite_due_at=now,
+                invite_error=None,
+                closed_at=None,
+                invite_lease_until=None,
             )
             if won:
-                self._audit.record(session, AuditEventType.INVITE_RETRIED, request_id=request_id,
-                                   actor_slack_id=actor_id, actor_email=self._email_of(actor_id))
+                self._audit.record(
+                    session,
+                    AuditEventType.INVITE_RETRIED,
+                    request_id=request_id,
+                    actor_slack_id=actor_id,
+                    actor_email=self._email_of(actor_id),
+                )
         if not won:
             return Result(False, f"The invite of {number(request_id)} is already being retried.")
         self._notifier.reply(request_id, f":repeat: {mention(actor_id)} is retrying the invite.")

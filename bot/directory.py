@@ -41,9 +41,7 @@ def is_super_admin_role(role: Role) -> bool:
 
 
 class Directory:
-    def __init__(
-        self, *, settings: Settings, cloudflare: CloudflareClient, slack: SlackGateway, clock: Clock
-    ) -> None:
+    def __init__(self, *, settings: Settings, cloudflare: CloudflareClient, slack: SlackGateway, clock: Clock) -> None:
         ttl = settings.directory_cache_ttl
         self._settings = settings
         self._cloudflare = cloudflare

@@ -41,5 +41,3 @@ class TrackedExecutor(ThreadPoolExecutor):
     def unfinished(self) -> int:
         with self._idle:
             return self._unfinished
-
-

@@ -37,8 +37,12 @@ def write_audit(events: Iterable[AuditEvent], out: IO[str], fmt: str) -> int:
         writer.writerow(AUDIT_COLUMNS)
         for event in events:
             record = audit_record(event)
-            writer.writerow([_csv_safe(record[c]) if c != "details" else json.dumps(record[c], sort_keys=True)
-                             for c in AUDIT_COLUMNS])
+            writer.writerow(
+                [
+                    _csv_safe(record[c]) if c != "details" else json.dumps(record[c], sort_keys=True)
+                    for c in AUDIT_COLUMNS
+                ]
+            )
             count += 1
     else:
         for event in events:
@@ -73,8 +77,16 @@ def request_record(request: AccessRequest) -> dict[str, Any]:
 def request_rows(requests: Iterable[AccessRequest]) -> Iterator[list[str]]:
     for request in requests:
         record = request_record(request)
-        yield [f"#{record['id']}", record["status"], record["account"], record["requester"], record["email"],
-               ", ".join(record["roles"]), record["created"] or "", record["decided_by"] or ""]
+        yield [
+            f"#{record['id']}",
+            record["status"],
+            record["account"],
+            record["requester"],
+            record["email"],
+            ", ".join(record["roles"]),
+            record["created"] or "",
+            record["decided_by"] or "",
+        ]
 
 
 def write_requests_table(requests: Iterable[AccessRequest], out: IO[str]) -> int:

@@ -22,7 +22,14 @@ from bot.messages import request_root, summary_text
 from bot.slack_gateway import SlackGateway, SlackProfile
 from storage.db import Database
 from storage.models import AccessRequest
-from storage.repository import DuplicateOpenRequest, NewRequest, add_message, create_request, open_request_for, transition
+from storage.repository import (
+    DuplicateOpenRequest,
+    NewRequest,
+    add_message,
+    create_request,
+    open_request_for,
+    transition,
+)
 from storage.states import RequestStatus
 
 log = logging.getLogger(__name__)
@@ -92,10 +99,14 @@ class Filing:
                     raise Refusal(f"`{part}` matches several roles of {account.name}: {_candidates(names)}.")
                 blocked = resolve(part, self._directory.roles(account.id), key=lambda r: r.id, name=lambda r: r.name)
                 if blocked.match is not None:
-                    raise Refusal(f"{blocked.match.name} cannot be requested through Slack. Requestable roles: "
-                                  f"{_candidates([r.name for r in roles])}.")
-                raise Refusal(f"No requestable role of {account.name} matches `{part}`. "
-                              f"Roles: {_candidates([r.name for r in roles])}.")
+                    raise Refusal(
+                        f"{blocked.match.name} cannot be requested through Slack. Requestable roles: "
+                        f"{_candidates([r.name for r in roles])}."
+                    )
+                raise Refusal(
+                    f"No requestable role of {account.name} matches `{part}`. "
+                    f"Roles: {_candidates([r.name for r in roles])}."
+                )
             if found.match not in chosen:
                 chosen.append(found.match)
         if not chosen:
@@ -224,11 +235,17 @@ class Filing:
                     errors.append(f"{approver_id}: {error.response.get('error')}")
         now = self._clock.now()
         with self._db.session() as session:
-            for channel_id, ts, approver_id in posted:
-                add_message(session, request.id, channel_id=channel_id, ts=ts, approver_slack_id=approver_id, now=now)
+            for channel_id, ts, recipient in posted:
+                add_message(session, request.id, channel_id=channel_id, ts=ts, approver_slack_id=recipient, now=now)
             if not posted:
-                transition(session, request.id, RequestStatus.FAILED, now=now, closed_at=now,
-                           invite_error="The request could not be delivered to any approver in Slack.")
+                transition(
+                    session,
+                    request.id,
+                    RequestStatus.FAILED,
+                    now=now,
+                    closed_at=now,
+                    invite_error="The request could not be delivered to any approver in Slack.",
+                )
                 self._audit.record(session, AuditEventType.DELIVERY_FAILED, request_id=request.id, errors=errors)
         if not posted:
             log.error("request #%s could not be posted to approvers: %s", request.id, errors)

@@ -28,28 +28,45 @@ def home_view(services: Services, user_id: str) -> View:
         candidates = list(pending_for_accounts(session, account_ids, limit=200))
     blocks: list[Block] = [HeaderBlock(text="Your Cloudflare access requests")]
     if not own:
-        blocks.append(SectionBlock(text=MarkdownTextObject(
-            text="You have no requests yet. Type `/cf-access` in any channel to ask for access to a Cloudflare "
-                 "account; its Super Administrators decide here in Slack.")))
+        blocks.append(
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text="You have no requests yet. Type `/cf-access` in any channel to ask for access to a Cloudflare "
+                    "account; its Super Administrators decide here in Slack."
+                )
+            )
+        )
     for request in own:
         roles = request.granted_role_names or request.requested_role_names
-        blocks.append(SectionBlock(text=MarkdownTextObject(
-            text=f"*{number(request.id)}* {escape(request.account_name)}: {escape(role_list(roles))}\n"
-                 f"{STATUS_LABEL[RequestStatus(request.status)]}, filed {format_duration(now - request.created_at)} ago")))
+        blocks.append(
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=f"*{number(request.id)}* {escape(request.account_name)}: {escape(role_list(roles))}\n"
+                    f"{STATUS_LABEL[RequestStatus(request.status)]}, filed {format_duration(now - request.created_at)} ago"
+                )
+            )
+        )
     try:
-        approvable = set(services.directory.accounts_approved_by(
-            user_id, sorted({request.account_id for request in candidates})))
+        approvable = set(
+            services.directory.accounts_approved_by(user_id, sorted({request.account_id for request in candidates}))
+        )
     except CloudflareError:
         approvable = set()
-    waiting = [request for request in candidates if request.account_id in approvable
-               and request.requester_slack_id != user_id][:MAX_PENDING]
+    waiting = [
+        request for request in candidates if request.account_id in approvable and request.requester_slack_id != user_id
+    ][:MAX_PENDING]
     if waiting:
         blocks.extend([DividerBlock(), HeaderBlock(text="Waiting for your decision")])
         for request in waiting:
-            blocks.append(SectionBlock(text=MarkdownTextObject(
-                text=f"*{number(request.id)}* {mention(request.requester_slack_id)} ({escape(request.requester_email)}) "
-                     f"asks for *{escape(role_list(request.requested_role_names))}* on *{escape(request.account_name)}*, "
-                     f"{format_duration(now - request.created_at)} ago\n>{escape(request.reason[:500])}")))
+            blocks.append(
+                SectionBlock(
+                    text=MarkdownTextObject(
+                        text=f"*{number(request.id)}* {mention(request.requester_slack_id)} ({escape(request.requester_email)}) "
+                        f"asks for *{escape(role_list(request.requested_role_names))}* on *{escape(request.account_name)}*, "
+                        f"{format_duration(now - request.created_at)} ago\n>{escape(request.reason[:500])}"
+                    )
+                )
+            )
             blocks.extend(decision_blocks(request, services.directory.requestable_roles(request.account_id)))
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text="`/cf-access help` lists every command.")]))
     return View(type="home", blocks=blocks[:100])

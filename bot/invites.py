@@ -99,8 +99,12 @@ class InviteOutbox:
         last_error: CloudflareError | None = None
         for attempt in range(1, self._settings.invite_max_attempts + 1):
             with self._db.session() as session:
-                claim(session, request.id, invite_attempts=attempts_before + attempt,
-                      invite_lease_until=self._clock.now() + LEASE)
+                claim(
+                    session,
+                    request.id,
+                    invite_attempts=attempts_before + attempt,
+                    invite_lease_until=self._clock.now() + LEASE,
+                )
             # A previous attempt, here or in a process that died, may have created the member.
             may_exist = attempts_before + attempt > 1
             try:
@@ -174,8 +178,9 @@ class InviteOutbox:
         else:
             values.update(invite_error=outcome.error, cloudflare_member_id=outcome.member_id, closed_at=now)
         with self._db.session() as session:
-            if not transition(session, request.id, outcome.status, now=now,
-                              only_from={RequestStatus.APPROVED}, **values):
+            if not transition(
+                session, request.id, outcome.status, now=now, only_from={RequestStatus.APPROVED}, **values
+            ):
                 return  # a concurrent worker already finished it
             self._audit.record(
                 session,
@@ -193,22 +198,32 @@ class InviteOutbox:
         roles = role_list(request.granted_role_names or [])
         account = escape(request.account_name)
         if outcome.event == AuditEventType.INVITE_ADOPTED:
-            thread = (f":email: Cloudflare already holds a membership for {request.requester_email} in {account} "
-                      f"({outcome.status}); no second invite was sent.")
-            dm = (f":email: Your request {number(request.id)} was approved; your membership of *{account}* is "
-                  f"{'active' if outcome.status == RequestStatus.ACCEPTED else 'waiting for you to accept the e-mail from Cloudflare'}.")
+            thread = (
+                f":email: Cloudflare already holds a membership for {request.requester_email} in {account} "
+                f"({outcome.status}); no second invite was sent."
+            )
+            dm = (
+                f":email: Your request {number(request.id)} was approved; your membership of *{account}* is "
+                f"{'active' if outcome.status == RequestStatus.ACCEPTED else 'waiting for you to accept the e-mail from Cloudflare'}."
+            )
         elif outcome.status == RequestStatus.INVITED:
             thread = f":email: Invite sent to {request.requester_email} for {account} ({roles}). Waiting for {who} to accept."
-            dm = (f":email: Your request {number(request.id)} was approved and Cloudflare has sent an invite to "
-                  f"{request.requester_email} for *{account}* ({roles}). Open that e-mail and accept it.")
+            dm = (
+                f":email: Your request {number(request.id)} was approved and Cloudflare has sent an invite to "
+                f"{request.requester_email} for *{account}* ({roles}). Open that e-mail and accept it."
+            )
         elif outcome.status == RequestStatus.ACCEPTED:
-            thread = f":information_source: {request.requester_email} is already a member of {account}; no invite needed."
+            thread = (
+                f":information_source: {request.requester_email} is already a member of {account}; no invite needed."
+            )
             dm = f":information_source: Request {number(request.id)}: you are already a member of *{account}*; no invite was needed."
         else:
             error = escape(outcome.error or "unknown error")
             thread = f":warning: The invite for {number(request.id)} failed: {error}"
-            dm = (f":warning: Your request {number(request.id)} for *{account}* was approved, but the invite "
-                  f"could not be sent: {error} The approvers can retry it.")
+            dm = (
+                f":warning: Your request {number(request.id)} for *{account}* was approved, but the invite "
+                f"could not be sent: {error} The approvers can retry it."
+            )
         self._notifier.reply(request.id, thread, text_block(thread))
         self._notifier.refresh_roots(request.id)
         self._notifier.tell(request.requester_slack_id, dm)

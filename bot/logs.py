@@ -58,7 +58,8 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         extras = {
-            key: value for key, value in record.__dict__.items()
+            key: value
+            for key, value in record.__dict__.items()
             if key not in _STANDARD_ATTRS and not key.startswith("_")
         }
         base = super().format(record)

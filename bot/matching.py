@@ -22,9 +22,7 @@ class Resolved(Generic[T]):
         return self.match is None and len(self.candidates) > 1
 
 
-def resolve(
-    query: str, options: Sequence[T], *, key: Callable[[T], str], name: Callable[[T], str]
-) -> Resolved[T]:
+def resolve(query: str, options: Sequence[T], *, key: Callable[[T], str], name: Callable[[T], str]) -> Resolved[T]:
     """An id or an exact (case-insensitive) name wins; otherwise a prefix must be unique."""
     wanted = query.strip().casefold()
     if not wanted:

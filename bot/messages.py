@@ -15,16 +15,17 @@ from slack_sdk.models.blocks import (
     ContextBlock,
     HeaderBlock,
     MarkdownTextObject,
-    StaticMultiSelectElement,
     Option,
     PlainTextObject,
     SectionBlock,
+    StaticMultiSelectElement,
 )
 
 from bot.cloudflare.models import Role
 from bot.durations import format_duration
 from bot.formatting import escape, mention, mentions, number, role_list, slack_date, truncate
-from bot.ids import Action, Block as BlockId, with_suffix
+from bot.ids import Action, with_suffix
+from bot.ids import Block as BlockId
 from storage.models import AccessRequest
 from storage.states import RequestStatus
 

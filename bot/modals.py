@@ -20,7 +20,8 @@ from slack_sdk.models.views import View
 
 from bot.cloudflare.models import Account, Role
 from bot.formatting import escape, number, truncate
-from bot.ids import Action, Block as BlockId, Callback, with_suffix
+from bot.ids import Action, Callback, with_suffix
+from bot.ids import Block as BlockId
 from bot.messages import role_option
 
 REASON_MAX = 500

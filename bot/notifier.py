@@ -16,8 +16,8 @@ from slack_sdk.models.blocks import Block
 from bot.clock import Clock
 from bot.cloudflare.errors import CloudflareError
 from bot.directory import Directory
-from bot.slack_gateway import SlackGateway
 from bot.messages import request_root, summary_text, text_block
+from bot.slack_gateway import SlackGateway
 from storage.db import Database
 from storage.models import AccessRequest
 from storage.repository import claim, get_request, messages_for
@@ -59,8 +59,12 @@ class Notifier:
                 self._slack.update(message.channel_id, message.ts, summary_text(request), blocks)
             except SlackApiError as error:
                 ok = False
-                log.warning("could not update root of #%s in %s: %s", request_id, message.channel_id,
-                            error.response.get("error"))
+                log.warning(
+                    "could not update root of #%s in %s: %s",
+                    request_id,
+                    message.channel_id,
+                    error.response.get("error"),
+                )
         with self._db.session() as session:
             claim(
                 session,
@@ -89,7 +93,3 @@ class Notifier:
         except SlackApiError as error:
             log.warning("could not DM %s: %s", user_id, error.response.get("error"))
             return False
-
-
-
-

@@ -32,13 +32,19 @@ class Runtime:
 
     @classmethod
     def start(
-        cls, settings: Settings, *, socket_mode: bool = False, clock: Clock | None = None,
-        run_scheduler: bool = True, **service_options: object,
+        cls,
+        settings: Settings,
+        *,
+        socket_mode: bool = False,
+        clock: Clock | None = None,
+        run_scheduler: bool = True,
+        **service_options: object,
     ) -> Runtime:
         services = Services.build(settings, clock=clock, **service_options)  # type: ignore[arg-type]
         upgrade(services.db.engine)
-        return cls(services, build_bolt_app(services, socket_mode=socket_mode), Sweeper(services),
-                   run_scheduler=run_scheduler)
+        return cls(
+            services, build_bolt_app(services, socket_mode=socket_mode), Sweeper(services), run_scheduler=run_scheduler
+        )
 
     def begin_background_work(self) -> None:
         """Resume approved-but-unsent invites at once, then sweep on the schedule."""
@@ -55,4 +61,6 @@ class Runtime:
         self.services.close()
 
     def web_app(self) -> Starlette:
-        return create_web_app(self.bolt_app, self.services, on_startup=self.begin_background_work, on_shutdown=self.stop)
+        return create_web_app(
+            self.bolt_app, self.services, on_startup=self.begin_background_work, on_shutdown=self.stop
+        )

@@ -15,7 +15,6 @@ from sqlalchemy import select
 from bot.services import Services
 from storage.models import AccessRequest
 
-
 log = logging.getLogger(__name__)
 BATCH = 200
 
@@ -49,14 +48,14 @@ class Sweeper:
         services = self.services
         now = services.clock.now()
         with services.db.session() as session:
-
-
-            ids = list(session.scalars(
-                select(AccessRequest.id)
-                .where(AccessRequest.slack_sync_due_at.is_not(None), AccessRequest.slack_sync_due_at <= now)
-                .order_by(AccessRequest.slack_sync_due_at)
-                .limit(BATCH)
-            ))
+            ids = list(
+                session.scalars(
+                    select(AccessRequest.id)
+                    .where(AccessRequest.slack_sync_due_at.is_not(None), AccessRequest.slack_sync_due_at <= now)
+                    .order_by(AccessRequest.slack_sync_due_at)
+                    .limit(BATCH)
+                )
+            )
         for request_id in ids:
             if services.notifier.refresh_roots(request_id):
                 report.roots_repaired += 1
@@ -75,6 +74,3 @@ def start_scheduler(services: Services, sweeper: Sweeper) -> BackgroundScheduler
     )
     scheduler.start()
     return scheduler
-
-
-

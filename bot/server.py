@@ -30,8 +30,11 @@ def create_web_app(bolt_app: App, services: Services, *, on_startup: Any = None,
         raw = (await request.body()).decode("utf-8", errors="replace")
         bolt_request = SlackRequest(body=raw, query=request.url.query, headers=dict(request.headers))
         bolt_response = await run_in_threadpool(bolt_app.dispatch, bolt_request)
-        headers = {key: value for key, value in bolt_response.first_headers_without_set_cookie().items()
-                   if key.lower() != "content-length"}
+        headers = {
+            key: value
+            for key, value in bolt_response.first_headers_without_set_cookie().items()
+            if key.lower() != "content-length"
+        }
         return Response(content=bolt_response.body, status_code=bolt_response.status, headers=headers)
 
     async def healthz(_request: Request) -> Response:

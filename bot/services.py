@@ -55,7 +55,9 @@ class Services:
         cloudflare = CloudflareClient(
             base_url=settings.cloudflare_api_url,
             credentials=CloudflareCredentials(
-                token=settings.cloudflare_api_token, email=settings.cloudflare_api_email, key=settings.cloudflare_api_key
+                token=settings.cloudflare_api_token,
+                email=settings.cloudflare_api_email,
+                key=settings.cloudflare_api_key,
             ),
             timeout=settings.cloudflare_timeout,
             sleep=sleep,
@@ -65,16 +67,32 @@ class Services:
         notifier = Notifier(slack=slack, db=db, directory=directory, clock=clock)
         filing = Filing(settings=settings, db=db, directory=directory, slack=slack, audit=audit, clock=clock)
         outbox = InviteOutbox(
-            settings=settings, db=db, cloudflare=cloudflare, directory=directory, notifier=notifier,
-            audit=audit, clock=clock, sleep=sleep,
+            settings=settings,
+            db=db,
+            cloudflare=cloudflare,
+            directory=directory,
+            notifier=notifier,
+            audit=audit,
+            clock=clock,
+            sleep=sleep,
         )
         decisions = Decisions(
             db=db, directory=directory, notifier=notifier, outbox=outbox, audit=audit, clock=clock, slack=slack
         )
         return cls(
-            settings=settings, clock=clock, db=db, web_client=web_client, slack=slack, cloudflare=cloudflare,
-            directory=directory, audit=audit, notifier=notifier, filing=filing, outbox=outbox,
-            decisions=decisions, executor=TrackedExecutor(workers),
+            settings=settings,
+            clock=clock,
+            db=db,
+            web_client=web_client,
+            slack=slack,
+            cloudflare=cloudflare,
+            directory=directory,
+            audit=audit,
+            notifier=notifier,
+            filing=filing,
+            outbox=outbox,
+            decisions=decisions,
+            executor=TrackedExecutor(workers),
         )
 
     def close(self) -> None:

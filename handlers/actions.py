@@ -31,7 +31,9 @@ class ActionHandlers:
         ack()
         click = decision_click(body)
         if click is None:
-            tell_actor(self.services, body, respond, ":warning: That button's payload was not understood; nothing changed.")
+            tell_actor(
+                self.services, body, respond, ":warning: That button's payload was not understood; nothing changed."
+            )
             return
         result = self.services.decisions.approve(click.request_id, click.user_id, click.granted_role_ids)
         if not result.ok:
@@ -42,7 +44,9 @@ class ActionHandlers:
         ack()
         click = decision_click(body)
         if click is None:
-            tell_actor(self.services, body, respond, ":warning: That button's payload was not understood; nothing changed.")
+            tell_actor(
+                self.services, body, respond, ":warning: That button's payload was not understood; nothing changed."
+            )
             return
         services = self.services
         with services.db.session() as session:
@@ -67,7 +71,9 @@ class ActionHandlers:
         ack()
         click = decision_click(body)
         if click is None:
-            tell_actor(self.services, body, respond, ":warning: That button's payload was not understood; nothing changed.")
+            tell_actor(
+                self.services, body, respond, ":warning: That button's payload was not understood; nothing changed."
+            )
             return
         result = self.services.decisions.retry_invite(click.request_id, click.user_id)
         if not result.ok:

@@ -66,8 +66,13 @@ class CommandHandlers:
         accounts = services.directory.cached_accounts()
         if accounts is not None:
             profile = services.slack.profile(command["user_id"])
-            view = request_modal(accounts=accounts, selected_account=None, roles=[], email=profile.email,
-                                 metadata={**metadata, "email": profile.email or ""})
+            view = request_modal(
+                accounts=accounts,
+                selected_account=None,
+                roles=[],
+                email=profile.email,
+                metadata={**metadata, "email": profile.email or ""},
+            )
             services.slack.open_view(command["trigger_id"], view)
             return
         # The trigger expires 3 s after the command: open at once, fill in when Cloudflare answers.
@@ -78,15 +83,20 @@ class CommandHandlers:
         except Exception as error:
             services.slack.update_view(view_id, loading_modal(failure_text(error)))
             return
-        view = request_modal(accounts=accounts, selected_account=None, roles=[], email=profile.email,
-                             metadata={**metadata, "email": profile.email or ""})
+        view = request_modal(
+            accounts=accounts,
+            selected_account=None,
+            roles=[],
+            email=profile.email,
+            metadata={**metadata, "email": profile.email or ""},
+        )
         services.slack.update_view(view_id, view, view_hash=view_hash)
 
     def quick_request(self, user_id: str, parsed: ParsedCommand) -> str:
         if len(parsed.args) < 2 or not parsed.rest:
             raise Refusal(
                 "Usage: `/cf-access request ACCOUNT ROLE[,ROLE...] REASON`, e.g. "
-                "`/cf-access request \"Orange Cloud\" DNS rotating the zone's records`. "
+                '`/cf-access request "Orange Cloud" DNS rotating the zone\'s records`. '
                 + ("The reason is missing." if len(parsed.args) == 2 else "")
             )
         filing = self.services.filing
@@ -102,8 +112,11 @@ class CommandHandlers:
         if not accounts:
             return "No Cloudflare account can be requested. Ask your Slack admin to check `cf-access-bot check`."
         lines = [f"• *{escape(account.name)}*  `{account.id}`" for account in accounts[:100]]
-        return "*Requestable Cloudflare accounts*\n" + "\n".join(lines) + \
-            "\nSee an account's roles with `/cf-access roles ACCOUNT`."
+        return (
+            "*Requestable Cloudflare accounts*\n"
+            + "\n".join(lines)
+            + "\nSee an account's roles with `/cf-access roles ACCOUNT`."
+        )
 
     def roles_text(self, parsed: ParsedCommand) -> str:
         if not parsed.args:
@@ -134,10 +147,12 @@ class CommandHandlers:
     def pending_text(self, user_id: str) -> str:
         services = self.services
         with services.db.session() as session:
-            candidates = list(pending_for_accounts(
-                session, [account.id for account in services.directory.accounts()], limit=200))
-        approvable = set(services.directory.accounts_approved_by(
-            user_id, sorted({request.account_id for request in candidates})))
+            candidates = list(
+                pending_for_accounts(session, [account.id for account in services.directory.accounts()], limit=200)
+            )
+        approvable = set(
+            services.directory.accounts_approved_by(user_id, sorted({request.account_id for request in candidates}))
+        )
         mine = [request for request in candidates if request.account_id in approvable]
         if not mine:
             return "Nothing is waiting for your decision."
@@ -148,8 +163,10 @@ class CommandHandlers:
             f"({format_duration(now - request.created_at)} ago): {escape(request.reason[:150])}"
             for request in mine[:50]
         ]
-        return "*Requests waiting for your decision* (decide in each request's thread or in the Home tab)\n" + \
-            "\n".join(lines)
+        return (
+            "*Requests waiting for your decision* (decide in each request's thread or in the Home tab)\n"
+            + "\n".join(lines)
+        )
 
     def cancel_text(self, user_id: str, parsed: ParsedCommand) -> str:
         request_id = parse_request_id(parsed.args[0]) if parsed.args else None
@@ -157,5 +174,3 @@ class CommandHandlers:
             raise Refusal("Usage: `/cf-access cancel ID`, e.g. `/cf-access cancel 42` (see `/cf-access status`).")
         result = self.services.decisions.cancel(request_id, user_id)
         return (":white_check_mark: " if result.ok else ":warning: ") + result.message
-
-

@@ -44,16 +44,25 @@ class RequestForm(BaseModel):
     reason: str
 
 
+def _view_values(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    values: dict[str, dict[str, Any]] = (view.get("state") or {}).get("values") or {}
+    return values
+
+
+def _element(values: dict[str, dict[str, Any]], block_id: str) -> dict[str, Any]:
+    """The state of the single input in `block_id` (empty when the block is absent)."""
+    element: dict[str, Any] = next(iter(values.get(block_id, {}).values()), {})
+    return element
+
+
 def request_form(view: dict[str, Any]) -> RequestForm:
-    values = (view.get("state") or {}).get("values") or {}
-    account = next(iter(values.get(Block.ACCOUNT.value, {}).values()), {})
-    account_id = (account.get("selected_option") or {}).get("value")
+    values = _view_values(view)
+    account_id = (_element(values, Block.ACCOUNT.value).get("selected_option") or {}).get("value")
     roles_block_id = next((block_id for block_id in values if block_id.startswith(f"{Block.ROLES.value}:")), None)
     role_ids: list[str] = []
     if roles_block_id and (account_id is None or suffix_of(roles_block_id) == account_id):
-        element = next(iter(values[roles_block_id].values()), {})
-        role_ids = [option["value"] for option in element.get("selected_options") or []]
-    reason = next(iter(values.get(Block.REASON.value, {}).values()), {}).get("value") or ""
+        role_ids = [option["value"] for option in _element(values, roles_block_id).get("selected_options") or []]
+    reason = _element(values, Block.REASON.value).get("value") or ""
     return RequestForm(account_id=account_id, roles_block_id=roles_block_id, role_ids=role_ids, reason=reason)
 
 
@@ -66,7 +75,5 @@ def private_metadata(view: dict[str, Any]) -> dict[str, str]:
 
 
 def deny_reason(view: dict[str, Any]) -> str | None:
-    values = (view.get("state") or {}).get("values") or {}
-    element = next(iter(values.get(Block.DENY_REASON.value, {}).values()), {})
-    value = element.get("value")
+    value = _element(_view_values(view), Block.DENY_REASON.value).get("value")
     return str(value) if value else None

@@ -35,8 +35,13 @@ class ViewHandlers:
         account = next((a for a in accounts if a.id == account_id), None)
         roles = directory.requestable_roles(account_id) if account else []
         metadata = private_metadata(view)
-        updated = request_modal(accounts=accounts, selected_account=account, roles=roles,
-                                email=metadata.get("email") or None, metadata=metadata)
+        updated = request_modal(
+            accounts=accounts,
+            selected_account=account,
+            roles=roles,
+            email=metadata.get("email") or None,
+            metadata=metadata,
+        )
         self.services.slack.update_view(view["id"], updated, view_hash=view.get("hash"))
 
     def on_request_submitted(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:

@@ -249,9 +249,7 @@ def iter_audit(session: Session, *, since: datetime | None = None, batch: int = 
 
 
 def audit_for(session: Session, request_id: int) -> Sequence[AuditEvent]:
-    return session.scalars(
-        select(AuditEvent).where(AuditEvent.request_id == request_id).order_by(AuditEvent.id)
-    ).all()
+    return session.scalars(select(AuditEvent).where(AuditEvent.request_id == request_id).order_by(AuditEvent.id)).all()
 
 
 def remember_event(session: Session, event_id: str, *, now: datetime) -> bool:

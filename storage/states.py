@@ -19,8 +19,13 @@ class RequestStatus(StrEnum):
 ALLOWED_TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
     # FAILED from pending: the request could not be delivered to any approver.
     RequestStatus.PENDING: frozenset(
-        {RequestStatus.APPROVED, RequestStatus.DENIED, RequestStatus.CANCELLED, RequestStatus.EXPIRED,
-         RequestStatus.FAILED}
+        {
+            RequestStatus.APPROVED,
+            RequestStatus.DENIED,
+            RequestStatus.CANCELLED,
+            RequestStatus.EXPIRED,
+            RequestStatus.FAILED,
+        }
     ),
     RequestStatus.APPROVED: frozenset({RequestStatus.INVITED, RequestStatus.ACCEPTED, RequestStatus.FAILED}),
     # "Retry invite" puts a failed request back into the outbox.

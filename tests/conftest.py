@@ -117,5 +117,11 @@ def bot(make_bot: BotFactory) -> BotUnderTest:
     return make_bot()
 
 
-ROLE_IDS = {"admin": ADMIN["id"], "admin_ro": ADMIN_RO["id"], "billing": BILLING["id"], "dns": DNS["id"],
-            "cache": CACHE_PURGE["id"], "super": SUPER_ADMIN["id"]}
+ROLE_IDS = {
+    "admin": ADMIN["id"],
+    "admin_ro": ADMIN_RO["id"],
+    "billing": BILLING["id"],
+    "dns": DNS["id"],
+    "cache": CACHE_PURGE["id"],
+    "super": SUPER_ADMIN["id"],
+}

@@ -96,8 +96,15 @@ class BotUnderTest:
 
     # --- what Slack sends ---------------------------------------------------------------------------
 
-    def signed_post(self, body: str, content_type: str, *, timestamp: int | None = None,
-                    secret: str = SIGNING_SECRET, headers: dict[str, str] | None = None) -> httpx.Response:
+    def signed_post(
+        self,
+        body: str,
+        content_type: str,
+        *,
+        timestamp: int | None = None,
+        secret: str = SIGNING_SECRET,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
         timestamp = int(time.time()) if timestamp is None else timestamp
         signature = SignatureVerifier(secret).generate_signature(timestamp=str(timestamp), body=body)
         sent_headers = {
@@ -108,13 +115,22 @@ class BotUnderTest:
         }
         return self.http.post("/slack/events", content=body.encode(), headers=sent_headers)
 
-    def command(self, text: str, *, user_id: str, channel_id: str = "C0OPS00001", wait: bool = True,
-                **signing: Any) -> CommandReply:
+    def command(
+        self, text: str, *, user_id: str, channel_id: str = "C0OPS00001", wait: bool = True, **signing: Any
+    ) -> CommandReply:
         response_id = f"cmd-{next(_response_ids)}"
         form = {
-            "token": "legacy-verification-token", "team_id": "T0TEAM0001", "team_domain": "acme",
-            "channel_id": channel_id, "channel_name": "ops", "user_id": user_id, "user_name": user_id.lower(),
-            "command": "/cf-access", "text": text, "api_app_id": "A0CFACCESS", "is_enterprise_install": "false",
+            "token": "legacy-verification-token",
+            "team_id": "T0TEAM0001",
+            "team_domain": "acme",
+            "channel_id": channel_id,
+            "channel_name": "ops",
+            "user_id": user_id,
+            "user_name": user_id.lower(),
+            "command": "/cf-access",
+            "text": text,
+            "api_app_id": "A0CFACCESS",
+            "is_enterprise_install": "false",
             "response_url": f"{self.slack_url}/response/{response_id}",
             "trigger_id": f"{int(time.time())}.{next(_trigger_ids)}.abcdef",
         }
@@ -129,16 +145,26 @@ class BotUnderTest:
             self.wait_idle()
         return response
 
-    def click(self, message: Message, action_id: str, *, user_id: str, granted_role_ids: list[str] | None = None,
-              wait: bool = True) -> httpx.Response:
+    def click(
+        self,
+        message: Message,
+        action_id: str,
+        *,
+        user_id: str,
+        granted_role_ids: list[str] | None = None,
+        wait: bool = True,
+    ) -> httpx.Response:
         """A block_actions payload for a button on `message`, carrying the role picker's state."""
         action = next(
             element
-            for block in message.blocks if block.get("type") == "actions"
-            for element in block["elements"] if element.get("action_id") == action_id
+            for block in message.blocks
+            if block.get("type") == "actions"
+            for element in block["elements"]
+            if element.get("action_id") == action_id
         )
-        block_id = next(b["block_id"] for b in message.blocks
-                        if any(e.get("action_id") == action_id for e in b.get("elements", [])))
+        block_id = next(
+            b["block_id"] for b in message.blocks if any(e.get("action_id") == action_id for e in b.get("elements", []))
+        )
         values: dict[str, Any] = {}
         for block in message.blocks:
             accessory = block.get("accessory") or {}
@@ -152,10 +178,15 @@ class BotUnderTest:
             "type": "block_actions",
             "team": {"id": "T0TEAM0001", "domain": "acme"},
             "user": {"id": user_id, "username": user_id.lower(), "name": user_id.lower(), "team_id": "T0TEAM0001"},
-            "api_app_id": "A0CFACCESS", "token": "legacy-verification-token",
+            "api_app_id": "A0CFACCESS",
+            "token": "legacy-verification-token",
             "trigger_id": f"{int(time.time())}.{next(_trigger_ids)}.abcdef",
-            "container": {"type": "message", "message_ts": message.ts, "channel_id": message.channel,
-                          "is_ephemeral": False},
+            "container": {
+                "type": "message",
+                "message_ts": message.ts,
+                "channel_id": message.channel,
+                "is_ephemeral": False,
+            },
             "channel": {"id": message.channel, "name": "cf-approvals"},
             "message": {"type": "message", "ts": message.ts, "text": message.text, "blocks": message.blocks},
             "state": {"values": values},
@@ -171,10 +202,12 @@ class BotUnderTest:
             "type": "view_submission",
             "team": {"id": "T0TEAM0001", "domain": "acme"},
             "user": {"id": user_id, "username": user_id.lower(), "name": user_id.lower(), "team_id": "T0TEAM0001"},
-            "api_app_id": "A0CFACCESS", "token": "legacy-verification-token",
+            "api_app_id": "A0CFACCESS",
+            "token": "legacy-verification-token",
             "trigger_id": f"{int(time.time())}.{next(_trigger_ids)}.abcdef",
             "view": {**view, "state": {"values": values}},
-            "response_urls": [], "is_enterprise_install": False,
+            "response_urls": [],
+            "is_enterprise_install": False,
         }
         return self.interact(payload)
 
@@ -183,7 +216,8 @@ class BotUnderTest:
             "type": "block_actions",
             "team": {"id": "T0TEAM0001", "domain": "acme"},
             "user": {"id": user_id, "username": user_id.lower(), "name": user_id.lower(), "team_id": "T0TEAM0001"},
-            "api_app_id": "A0CFACCESS", "token": "legacy-verification-token",
+            "api_app_id": "A0CFACCESS",
+            "token": "legacy-verification-token",
             "trigger_id": f"{int(time.time())}.{next(_trigger_ids)}.abcdef",
             "container": {"type": "view", "view_id": view["id"]},
             "view": view,

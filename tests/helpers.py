@@ -45,8 +45,12 @@ def answer(bot: BotUnderTest, slack: FakeSlack, text: str, user_id: str) -> str:
     return reply_text(slack, reply.response_id)
 
 
-def file_request(bot: BotUnderTest, slack: FakeSlack, user_id: str,
-                 text: str = 'request "Acme Production" DNS need to rotate records') -> int:
+def file_request(
+    bot: BotUnderTest,
+    slack: FakeSlack,
+    user_id: str,
+    text: str = 'request "Acme Production" DNS need to rotate records',
+) -> int:
     said = answer(bot, slack, text, user_id)
     assert "filed" in said, said
     return int(said.split("#", 1)[1].split()[0])

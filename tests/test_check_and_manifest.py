@@ -18,21 +18,31 @@ from tests.schemas import manifest_errors
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_check(fake_slack: FakeSlack, fake_cf: FakeCloudflare, tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+def run_check(
+    fake_slack: FakeSlack, fake_cf: FakeCloudflare, tmp_path: Path, **extra: str
+) -> subprocess.CompletedProcess[str]:
     env = {
-        "PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT),
-        "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET, "CLOUDFLARE_API_TOKEN": CF_TOKEN,
-        "SLACK_API_URL": fake_slack.url + "/api/", "CLOUDFLARE_API_URL": fake_cf.url + "/client/v4",
-        "DATABASE_URL": f"sqlite:///{tmp_path}/check.db", **extra,
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(ROOT),
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "CLOUDFLARE_API_TOKEN": CF_TOKEN,
+        "SLACK_API_URL": fake_slack.url + "/api/",
+        "CLOUDFLARE_API_URL": fake_cf.url + "/client/v4",
+        "DATABASE_URL": f"sqlite:///{tmp_path}/check.db",
+        **extra,
     }
-    return subprocess.run([sys.executable, "-m", "bot", "check"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "check"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
-def test_check_passes_and_prints_a_table(fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World,
-                                         tmp_path: Path) -> None:
-    result = run_check(fake_slack, fake_cf, tmp_path, CLOUDFLARE_ACCOUNT_IDS=f"{world.acme},{world.staging}",
-                       LOG_LEVEL="DEBUG")
+def test_check_passes_and_prints_a_table(
+    fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World, tmp_path: Path
+) -> None:
+    result = run_check(
+        fake_slack, fake_cf, tmp_path, CLOUDFLARE_ACCOUNT_IDS=f"{world.acme},{world.staging}", LOG_LEVEL="DEBUG"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Slack auth.test" in result.stdout and "API token is active" in result.stdout
     assert "approvers: Acme Production" in result.stdout and "bob@example.com" in result.stdout
@@ -40,15 +50,18 @@ def test_check_passes_and_prints_a_table(fake_slack: FakeSlack, fake_cf: FakeClo
         assert secret not in result.stdout + result.stderr
 
 
-def test_check_fails_on_an_account_without_approvers(fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World,
-                                                     tmp_path: Path) -> None:
+def test_check_fails_on_an_account_without_approvers(
+    fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World, tmp_path: Path
+) -> None:
     result = run_check(fake_slack, fake_cf, tmp_path)
     assert result.returncode == 1
     line = next(line for line in result.stdout.splitlines() if line.startswith("approvers: Orange Cloud"))
     assert "FAILED" in line and "no Super Administrator found in Slack" in line
 
 
-def test_check_fails_on_a_bad_token(fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World, tmp_path: Path) -> None:
+def test_check_fails_on_a_bad_token(
+    fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World, tmp_path: Path
+) -> None:
     result = run_check(fake_slack, fake_cf, tmp_path, CLOUDFLARE_API_TOKEN="wrong-token-value")
     assert result.returncode == 1
     assert "Cloudflare credentials" in result.stdout and "FAILED" in result.stdout
@@ -64,6 +77,9 @@ def test_manifests_validate_against_slacks_schema() -> None:
     assert {"commands", "chat:write", "im:write", "users:read", "users:read.email"} <= scopes
     assert manifest["features"]["slash_commands"][0]["command"] == "/cf-access"
     assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
-    urls = [manifest["features"]["slash_commands"][0]["url"], manifest["settings"]["interactivity"]["request_url"],
-            manifest["settings"]["event_subscriptions"]["request_url"]]
+    urls = [
+        manifest["features"]["slash_commands"][0]["url"],
+        manifest["settings"]["interactivity"]["request_url"],
+        manifest["settings"]["event_subscriptions"]["request_url"],
+    ]
     assert all(url.endswith("/slack/events") for url in urls)

@@ -16,7 +16,7 @@ from bot.cloudflare.errors import (
     CloudflareServerError,
     CloudflareUnavailable,
 )
-from tests.fakes.cloudflare import ADMIN, DNS, SUPER_ADMIN, Fault, FakeCloudflare
+from tests.fakes.cloudflare import ADMIN, DNS, SUPER_ADMIN, FakeCloudflare, Fault
 
 TOKEN = "cf-client-test-token"
 
@@ -30,10 +30,14 @@ def cf() -> Iterator[FakeCloudflare]:
 
 
 def client_for(fake: FakeCloudflare, *, token: str | None = TOKEN, timeout: float = 2.0) -> CloudflareClient:
-    credentials = (CloudflareCredentials(token=SecretStr(token)) if token else
-                   CloudflareCredentials(email="owner@example.com", key=SecretStr("global-api-key-123")))
-    return CloudflareClient(base_url=fake.url + "/client/v4", credentials=credentials, timeout=timeout,
-                            sleep=lambda _s: None)
+    credentials = (
+        CloudflareCredentials(token=SecretStr(token))
+        if token
+        else CloudflareCredentials(email="owner@example.com", key=SecretStr("global-api-key-123"))
+    )
+    return CloudflareClient(
+        base_url=fake.url + "/client/v4", credentials=credentials, timeout=timeout, sleep=lambda _s: None
+    )
 
 
 def test_bearer_token_and_legacy_key(cf: FakeCloudflare) -> None:

@@ -45,7 +45,7 @@ def test_account_allowlist(make_bot: BotFactory, fake_slack: FakeSlack, world: W
 
 
 def test_quick_request_with_quotes_and_prefixes(bot: BotUnderTest, fake_slack: FakeSlack, world: World) -> None:
-    said = answer(bot, fake_slack, "request \"acme prod\" administrator,billing I can't deploy", ALICE)
+    said = answer(bot, fake_slack, 'request "acme prod" administrator,billing I can\'t deploy', ALICE)
     assert "Request #1 filed" in said
     request = stored(bot, 1)
     assert request.account_id == world.acme
@@ -89,9 +89,12 @@ def test_pending_lists_what_waits_on_the_approver(bot: BotUnderTest, fake_slack:
 @pytest.mark.parametrize(
     "text,expected",
     [
-        ('request Acme DNS why', "`Acme` matches several accounts: `Acme Production`, `Acme Staging`"),
-        ('request Nowhere DNS why', "No requestable account matches `Nowhere`. Accounts: `Acme Production`"),
-        ('request "Acme Production" Admin why', "`Admin` matches several roles of Acme Production: `Administrator`, `Administrator Read Only`"),
+        ("request Acme DNS why", "`Acme` matches several accounts: `Acme Production`, `Acme Staging`"),
+        ("request Nowhere DNS why", "No requestable account matches `Nowhere`. Accounts: `Acme Production`"),
+        (
+            'request "Acme Production" Admin why',
+            "`Admin` matches several roles of Acme Production: `Administrator`, `Administrator Read Only`",
+        ),
         ('request "Acme Production" Janitor why', "No requestable role of Acme Production matches `Janitor`"),
         ('request "Acme Production" "Super Administrator - All Privileges" why', "cannot be requested through Slack"),
         ('request "Acme Production" DNS', "The reason is missing"),
@@ -100,8 +103,9 @@ def test_pending_lists_what_waits_on_the_approver(bot: BotUnderTest, fake_slack:
         ('request "Acme Production" DNS ' + "x" * 501, "The reason is 501 characters; keep it to 500"),
     ],
 )
-def test_bad_quick_requests_store_nothing(bot: BotUnderTest, fake_slack: FakeSlack, world: World,
-                                          text: str, expected: str) -> None:
+def test_bad_quick_requests_store_nothing(
+    bot: BotUnderTest, fake_slack: FakeSlack, world: World, text: str, expected: str
+) -> None:
     said = answer(bot, fake_slack, text, ALICE)
     assert expected in said
     assert request_count(bot) == 0 and fake_slack.roots() == []
@@ -161,12 +165,24 @@ def test_fallback_approvers(make_bot: BotFactory, fake_slack: FakeSlack, world: 
     assert fake_slack.dm_channel(BOB) in {root.channel for root in roots_of(fake_slack, 2)}
 
 
-def test_cloudflare_failure_is_told_to_the_user(bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare,
-                                                world: World) -> None:
+def test_cloudflare_failure_is_told_to_the_user(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
     from tests.fakes.cloudflare import Fault
 
-    fake_cf.inject(Fault("GET", r"^/accounts$", status=403, body={"success": False, "errors": [
-        {"code": 10000, "message": "Authentication error"}], "messages": [], "result": None}))
+    fake_cf.inject(
+        Fault(
+            "GET",
+            r"^/accounts$",
+            status=403,
+            body={
+                "success": False,
+                "errors": [{"code": 10000, "message": "Authentication error"}],
+                "messages": [],
+                "result": None,
+            },
+        )
+    )
     said = answer(bot, fake_slack, 'request "Acme Production" DNS why', ALICE)
     assert "Cloudflare did not answer as expected: Authentication error" in said
     assert request_count(bot) == 0

@@ -20,8 +20,20 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(os.environ):
-        if name.startswith(("SLACK_", "CLOUDFLARE_", "APPROVAL_", "REQUEST", "INVITE_", "ALLOWED_",
-                            "FALLBACK_", "SCHEDULER_", "LOG_", "DATABASE_URL")):
+        if name.startswith(
+            (
+                "SLACK_",
+                "CLOUDFLARE_",
+                "APPROVAL_",
+                "REQUEST",
+                "INVITE_",
+                "ALLOWED_",
+                "FALLBACK_",
+                "SCHEDULER_",
+                "LOG_",
+                "DATABASE_URL",
+            )
+        ):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)  # no stray .env
 
@@ -73,7 +85,9 @@ def test_durations(text: str, expected: int) -> None:
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
     ],
 )
-def test_bad_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch, env: dict[str, str | None], variable: str) -> None:
+def test_bad_setting_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str | None], variable: str
+) -> None:
     for name, value in {**REQUIRED, **env}.items():
         if value is not None:
             monkeypatch.setenv(name, value)
@@ -95,9 +109,21 @@ def test_email_and_key_is_an_alternative_to_a_token(monkeypatch: pytest.MonkeyPa
 
 
 def test_serve_refuses_to_start_with_one_clear_line(tmp_path: Path) -> None:
-    env = {"PATH": os.environ["PATH"], "SLACK_BOT_TOKEN": "xoxb-super-secret-value", "CLOUDFLARE_API_TOKEN": "tok-secret-9"}
-    result = subprocess.run([sys.executable, "-m", "bot", "serve"], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
-                            capture_output=True, text=True, timeout=60)
+    env = {
+        "PATH": os.environ["PATH"],
+        "SLACK_BOT_TOKEN": "xoxb-super-secret-value",
+        "CLOUDFLARE_API_TOKEN": "tok-secret-9",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "serve"],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
-    assert result.stderr.strip() == "cf-access-bot: configuration error: SLACK_SIGNING_SECRET is required for this command"
+    assert (
+        result.stderr.strip() == "cf-access-bot: configuration error: SLACK_SIGNING_SECRET is required for this command"
+    )
     assert "xoxb-super-secret-value" not in result.stderr + result.stdout

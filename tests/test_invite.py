@@ -4,7 +4,7 @@ with Cloudflare's message and a Retry invite button."""
 from __future__ import annotations
 
 from tests.conftest import ALICE, BOB, ROLE_IDS, World
-from tests.fakes.cloudflare import Fault, FakeCloudflare
+from tests.fakes.cloudflare import FakeCloudflare, Fault
 from tests.fakes.slack import FakeSlack
 from tests.harness import BotUnderTest
 from tests.helpers import audit_events, audit_names, file_request, roots_of, stored, texts
@@ -14,8 +14,9 @@ def approve(bot: BotUnderTest, fake_slack: FakeSlack, request_id: int, **kwargs:
     bot.click(roots_of(fake_slack, request_id)[0], "request_approve", user_id=BOB, **kwargs)  # type: ignore[arg-type]
 
 
-def test_invite_sent_member_stored_audited(bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare,
-                                           world: World) -> None:
+def test_invite_sent_member_stored_audited(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
     request_id = file_request(bot, fake_slack, ALICE)
     approve(bot, fake_slack, request_id)
     [member] = fake_cf.members_with_email(world.acme, "alice@example.com")
@@ -27,8 +28,9 @@ def test_invite_sent_member_stored_audited(bot: BotUnderTest, fake_slack: FakeSl
     assert sent.details["cloudflare_member_id"] == member["id"] and sent.details["roles_granted"] == ["DNS"]
 
 
-def test_already_a_member_gets_no_second_invite(bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare,
-                                                world: World) -> None:
+def test_already_a_member_gets_no_second_invite(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
     fake_slack.add_user("U0ENGINE01", "engineer7@example.com", "engineer7")
     request_id = file_request(bot, fake_slack, "U0ENGINE01", 'request "Acme Production" Billing invoices')
     approve(bot, fake_slack, request_id)
@@ -41,31 +43,46 @@ def test_already_a_member_gets_no_second_invite(bot: BotUnderTest, fake_slack: F
     assert audit_names(bot, request_id)[-1] == "already_member"
 
 
-def test_member_created_meanwhile_with_the_roles_counts_as_done(bot: BotUnderTest, fake_slack: FakeSlack,
-                                                                fake_cf: FakeCloudflare, world: World) -> None:
+def test_member_created_meanwhile_with_the_roles_counts_as_done(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
     request_id = file_request(bot, fake_slack, ALICE)
     fake_cf.add_member(world.acme, "alice@example.com", [ROLE_IDS["dns"]], status="accepted")
     bot.clock.advance(__import__("datetime").timedelta(minutes=2))  # the member index expires
     approve(bot, fake_slack, request_id)
     assert not fake_cf.calls_to("POST", r"/members$")
     assert stored(bot, request_id).status == "accepted"
-    assert "already a member of Acme Production; no invite needed" in texts(fake_slack.thread(roots_of(fake_slack, request_id)[0]))
+    assert "already a member of Acme Production; no invite needed" in texts(
+        fake_slack.thread(roots_of(fake_slack, request_id)[0])
+    )
 
 
-def test_cloudflare_4xx_shows_its_message_and_a_retry_button(bot: BotUnderTest, fake_slack: FakeSlack,
-                                                            fake_cf: FakeCloudflare, world: World) -> None:
+def test_cloudflare_4xx_shows_its_message_and_a_retry_button(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
     request_id = file_request(bot, fake_slack, ALICE)
-    fake_cf.inject(Fault("POST", r"/members$", status=400, body={
-        "success": False, "errors": [{"code": 1001, "message": "Invalid request: Invalid role assignments found"}],
-        "messages": [], "result": None}))
+    fake_cf.inject(
+        Fault(
+            "POST",
+            r"/members$",
+            status=400,
+            body={
+                "success": False,
+                "errors": [{"code": 1001, "message": "Invalid request: Invalid role assignments found"}],
+                "messages": [],
+                "result": None,
+            },
+        )
+    )
     approve(bot, fake_slack, request_id)
     request = stored(bot, request_id)
     assert request.status == "failed"
     root = roots_of(fake_slack, request_id)[0]
     assert "Invalid request: Invalid role assignments found" in texts(fake_slack.thread(root))
     assert root.action_ids() == ["retry_invite"]
-    assert "could not be sent: Cloudflare refused the invite: Invalid request: Invalid role assignments found" in \
-        texts(fake_slack.dms_to(ALICE))
+    assert "could not be sent: Cloudflare refused the invite: Invalid request: Invalid role assignments found" in texts(
+        fake_slack.dms_to(ALICE)
+    )
     failed = audit_events(bot, request_id)[-1]
     assert failed.event == "invite_failed" and "Invalid role assignments" in failed.details["error"]
     # A stranger cannot retry; an approver can, and the invite goes out once.

@@ -21,22 +21,38 @@ def open_modal(bot: BotUnderTest, fake_slack: FakeSlack) -> dict[str, Any]:
 
 
 def select_account(bot: BotUnderTest, fake_slack: FakeSlack, view: dict[str, Any], account_id: str) -> dict[str, Any]:
-    action = {"type": "static_select", "action_id": "account_select", "block_id": "account",
-              "selected_option": {"text": {"type": "plain_text", "text": "x"}, "value": account_id},
-              "action_ts": "1700000000.1"}
+    action = {
+        "type": "static_select",
+        "action_id": "account_select",
+        "block_id": "account",
+        "selected_option": {"text": {"type": "plain_text", "text": "x"}, "value": account_id},
+        "action_ts": "1700000000.1",
+    }
     assert bot.view_action(view, action, user_id=ALICE).status_code == 200
     return fake_slack.views[view["id"]]
 
 
 def form_values(account_id: str | None, role_ids: list[str], reason: str | None) -> dict[str, Any]:
     values: dict[str, Any] = {
-        "account": {"account_select": {"type": "static_select", "selected_option":
-                    {"text": {"type": "plain_text", "text": "x"}, "value": account_id} if account_id else None}},
+        "account": {
+            "account_select": {
+                "type": "static_select",
+                "selected_option": {"text": {"type": "plain_text", "text": "x"}, "value": account_id}
+                if account_id
+                else None,
+            }
+        },
         "reason": {"reason_input": {"type": "plain_text_input", "value": reason}},
     }
     if account_id:
-        values[f"roles:{account_id}"] = {"roles_select": {"type": "multi_static_select", "selected_options": [
-            {"text": {"type": "plain_text", "text": "x"}, "value": role_id} for role_id in role_ids]}}
+        values[f"roles:{account_id}"] = {
+            "roles_select": {
+                "type": "multi_static_select",
+                "selected_options": [
+                    {"text": {"type": "plain_text", "text": "x"}, "value": role_id} for role_id in role_ids
+                ],
+            }
+        }
     return values
 
 
@@ -84,9 +100,13 @@ def test_field_errors_come_back_in_the_modal(bot: BotUnderTest, fake_slack: Fake
     assert fake_slack.roots() == []
 
 
-def test_submission_files_the_request_and_tells_the_requester(bot: BotUnderTest, fake_slack: FakeSlack, world: World) -> None:
+def test_submission_files_the_request_and_tells_the_requester(
+    bot: BotUnderTest, fake_slack: FakeSlack, world: World
+) -> None:
     view = open_modal(bot, fake_slack)
-    response = bot.submit_view(view, form_values(world.acme, [ROLE_IDS["dns"], ROLE_IDS["billing"]], "on-call"), user_id=ALICE)
+    response = bot.submit_view(
+        view, form_values(world.acme, [ROLE_IDS["dns"], ROLE_IDS["billing"]], "on-call"), user_id=ALICE
+    )
     assert response.status_code == 200 and response.text == ""
     request = stored(bot, 1)
     assert request.requested_role_names == ["DNS", "Billing"] and request.reason == "on-call"

@@ -28,8 +28,9 @@ def test_each_approver_gets_a_thread_root_by_dm(bot: BotUnderTest, fake_slack: F
     assert ROLE_IDS["super"] not in [o["value"] for o in picker["options"]]
 
 
-def test_approval_channel_gets_one_post_mentioning_approvers(make_bot: BotFactory, fake_slack: FakeSlack,
-                                                             world: World) -> None:
+def test_approval_channel_gets_one_post_mentioning_approvers(
+    make_bot: BotFactory, fake_slack: FakeSlack, world: World
+) -> None:
     bot = make_bot(approval_channel="C0APPROVE1")
     request_id = file_request(bot, fake_slack, ALICE)
     roots = roots_of(fake_slack, request_id)
@@ -40,8 +41,9 @@ def test_approval_channel_gets_one_post_mentioning_approvers(make_bot: BotFactor
     assert "Approved by" in replies and "Invite sent to alice@example.com" in replies
 
 
-def test_approval_updates_every_copy_and_tells_the_requester(bot: BotUnderTest, fake_slack: FakeSlack,
-                                                             fake_cf: FakeCloudflare, world: World) -> None:
+def test_approval_updates_every_copy_and_tells_the_requester(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
     request_id = file_request(bot, fake_slack, ALICE)
     roots = roots_of(fake_slack, request_id)
     bob_copy = next(r for r in roots if r.channel == fake_slack.dm_channel(BOB))
@@ -59,8 +61,9 @@ def test_approval_updates_every_copy_and_tells_the_requester(bot: BotUnderTest, 
     assert request.decided_by_slack_id == BOB and request.decided_by_email == "bob@example.com"
 
 
-def test_approver_can_grant_a_different_role(bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare,
-                                             world: World) -> None:
+def test_approver_can_grant_a_different_role(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
     request_id = file_request(bot, fake_slack, ALICE, 'request "Acme Production" Administrator deploys')
     root = roots_of(fake_slack, request_id)[0]
     bot.click(root, "request_approve", user_id=BOB, granted_role_ids=[ROLE_IDS["admin_ro"]])
@@ -72,8 +75,9 @@ def test_approver_can_grant_a_different_role(bot: BotUnderTest, fake_slack: Fake
     assert approved.details["roles_granted"] == ["Administrator Read Only"]
 
 
-def test_approve_with_no_role_picked_is_refused(bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare,
-                                                world: World) -> None:
+def test_approve_with_no_role_picked_is_refused(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
     request_id = file_request(bot, fake_slack, ALICE)
     root = roots_of(fake_slack, request_id)[0]
     bot.click(root, "request_approve", user_id=BOB, granted_role_ids=[])
@@ -81,8 +85,9 @@ def test_approve_with_no_role_picked_is_refused(bot: BotUnderTest, fake_slack: F
     assert stored(bot, request_id).status == "pending" and not fake_cf.calls_to("POST", r"/members$")
 
 
-def test_deny_asks_for_a_reason_and_tells_everyone(bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare,
-                                                   world: World) -> None:
+def test_deny_asks_for_a_reason_and_tells_everyone(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
     request_id = file_request(bot, fake_slack, ALICE)
     root = roots_of(fake_slack, request_id)[0]
     bot.click(root, "request_deny", user_id=BOB)
@@ -93,10 +98,13 @@ def test_deny_asks_for_a_reason_and_tells_everyone(bot: BotUnderTest, fake_slack
     response = bot.submit_view(modal, values, user_id=BOB)
     assert response.status_code == 200 and response.text == ""
     assert stored(bot, request_id).status == "denied"
-    for copy in roots_of(fake_slack, request_id):
-        assert copy.action_ids() == [] and "Denied" in copy.all_text() and "use staging instead" in copy.all_text()
-        assert "Denied by" in texts(fake_slack.thread(copy))
-    assert "was denied by" in texts(fake_slack.dms_to(ALICE)) and "use staging instead" in texts(fake_slack.dms_to(ALICE))
+    for root_copy in roots_of(fake_slack, request_id):
+        assert root_copy.action_ids() == [] and "Denied" in root_copy.all_text()
+        assert "use staging instead" in root_copy.all_text()
+        assert "Denied by" in texts(fake_slack.thread(root_copy))
+    assert "was denied by" in texts(fake_slack.dms_to(ALICE)) and "use staging instead" in texts(
+        fake_slack.dms_to(ALICE)
+    )
     denied = next(e for e in audit_events(bot, request_id) if e.event == "denied")
     assert denied.actor_slack_id == BOB and denied.details["reason"] == "use staging instead"
     assert not fake_cf.calls_to("POST", r"/members$")
@@ -106,13 +114,15 @@ def test_deny_without_reason(bot: BotUnderTest, fake_slack: FakeSlack, world: Wo
     request_id = file_request(bot, fake_slack, ALICE)
     bot.click(roots_of(fake_slack, request_id)[0], "request_deny", user_id=CAROL)
     modal = fake_slack.views[max(fake_slack.views)]
-    bot.submit_view(modal, {"deny_reason": {"deny_reason_input": {"type": "plain_text_input", "value": None}}},
-                    user_id=CAROL)
+    bot.submit_view(
+        modal, {"deny_reason": {"deny_reason_input": {"type": "plain_text_input", "value": None}}}, user_id=CAROL
+    )
     assert stored(bot, request_id).status == "denied" and stored(bot, request_id).decision_note is None
 
 
-def test_second_click_is_told_who_decided(bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare,
-                                          world: World) -> None:
+def test_second_click_is_told_who_decided(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
     request_id = file_request(bot, fake_slack, ALICE)
     root = roots_of(fake_slack, request_id)[0]
     stale = copy.deepcopy(root)  # what Carol's client still shows while Bob clicks
@@ -125,8 +135,9 @@ def test_second_click_is_told_who_decided(bot: BotUnderTest, fake_slack: FakeSla
     assert len(fake_cf.calls_to("POST", r"/members$")) == 1
 
 
-def test_stranger_and_requester_cannot_decide(bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare,
-                                              world: World) -> None:
+def test_stranger_and_requester_cannot_decide(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
     request_id = file_request(bot, fake_slack, CAROL, 'request "Acme Production" Billing invoices')
     roots = roots_of(fake_slack, request_id)
     carol_copy = next(r for r in roots if r.channel == fake_slack.dm_channel(CAROL))
@@ -140,12 +151,16 @@ def test_stranger_and_requester_cannot_decide(bot: BotUnderTest, fake_slack: Fak
     assert stored(bot, request_id).status == "pending" and not fake_cf.calls_to("POST", r"/members$")
     refused = [e for e in audit_events(bot, request_id) if e.event == "decision_refused"]
     assert [(e.actor_slack_id, e.details["why"]) for e in refused] == [
-        (CAROL, "own request"), (MALLORY, "not an approver"), (MALLORY, "not an approver")]
+        (CAROL, "own request"),
+        (MALLORY, "not an approver"),
+        (MALLORY, "not an approver"),
+    ]
     assert refused[1].actor_email == "mallory@example.com"
 
 
-def test_approver_rights_are_rechecked_against_cloudflare(bot: BotUnderTest, fake_slack: FakeSlack,
-                                                          fake_cf: FakeCloudflare, world: World) -> None:
+def test_approver_rights_are_rechecked_against_cloudflare(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
     from datetime import timedelta
 
     from tests.fakes.cloudflare import SUPER_ADMIN

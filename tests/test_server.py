@@ -7,7 +7,7 @@ import json
 import time
 
 from tests.conftest import ALICE, World
-from tests.fakes.cloudflare import Fault, FakeCloudflare
+from tests.fakes.cloudflare import FakeCloudflare, Fault
 from tests.fakes.slack import FakeSlack
 from tests.harness import BotUnderTest
 from tests.helpers import reply_text, stored
@@ -38,8 +38,11 @@ def test_stale_and_future_timestamps_are_refused(bot: BotUnderTest) -> None:
 
 
 def test_missing_signature_headers_are_refused(bot: BotUnderTest) -> None:
-    response = bot.http.post("/slack/events", content=b"command=%2Fcf-access&text=help",
-                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = bot.http.post(
+        "/slack/events",
+        content=b"command=%2Fcf-access&text=help",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert response.status_code == 401
 
 
@@ -49,10 +52,17 @@ def test_tampered_body_is_refused(bot: BotUnderTest) -> None:
     from slack_sdk.signature import SignatureVerifier
 
     from tests.harness import SIGNING_SECRET
+
     signature = SignatureVerifier(SIGNING_SECRET).generate_signature(timestamp=timestamp, body=body)
-    response = bot.http.post("/slack/events", content=(body + "x").encode(), headers={
-        "Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": timestamp,
-        "X-Slack-Signature": signature})
+    response = bot.http.post(
+        "/slack/events",
+        content=(body + "x").encode(),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": timestamp,
+            "X-Slack-Signature": signature,
+        },
+    )
     assert response.status_code == 401
 
 
@@ -78,22 +88,41 @@ def test_payload_in_command_text_is_not_lost(bot: BotUnderTest, fake_slack: Fake
 
 
 def _home_event(event_id: str) -> str:
-    return json.dumps({
-        "token": "legacy-verification-token", "team_id": "T0TEAM0001", "api_app_id": "A0CFACCESS",
-        "type": "event_callback", "event_id": event_id, "event_time": int(time.time()),
-        "event": {"type": "app_home_opened", "user": ALICE, "channel": "D0ALICE001", "tab": "home",
-                  "event_ts": f"{time.time():.6f}"},
-        "authorizations": [{"enterprise_id": None, "team_id": "T0TEAM0001", "user_id": "U0CFBOT001",
-                            "is_bot": True, "is_enterprise_install": False}],
-    })
+    return json.dumps(
+        {
+            "token": "legacy-verification-token",
+            "team_id": "T0TEAM0001",
+            "api_app_id": "A0CFACCESS",
+            "type": "event_callback",
+            "event_id": event_id,
+            "event_time": int(time.time()),
+            "event": {
+                "type": "app_home_opened",
+                "user": ALICE,
+                "channel": "D0ALICE001",
+                "tab": "home",
+                "event_ts": f"{time.time():.6f}",
+            },
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": "T0TEAM0001",
+                    "user_id": "U0CFBOT001",
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+        }
+    )
 
 
 def test_events_api_retries_are_processed_once(bot: BotUnderTest, fake_slack: FakeSlack, world: World) -> None:
     body = _home_event("Ev0HOME0001")
     assert bot.signed_post(body, "application/json").status_code == 200
     bot.wait_idle()
-    retry = bot.signed_post(body, "application/json",
-                            headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})
+    retry = bot.signed_post(
+        body, "application/json", headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+    )
     assert retry.status_code == 200
     bot.wait_idle()
     assert len(fake_slack.calls_to("views.publish")) == 1
@@ -103,8 +132,9 @@ def test_events_api_retries_are_processed_once(bot: BotUnderTest, fake_slack: Fa
 
 
 def test_url_verification(bot: BotUnderTest) -> None:
-    body = json.dumps({"token": "t", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
-                       "type": "url_verification"})
+    body = json.dumps(
+        {"token": "t", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", "type": "url_verification"}
+    )
     response = bot.signed_post(body, "application/json")
     assert response.status_code == 200
     assert "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P" in response.text

@@ -8,7 +8,9 @@ from tests.fakes.slack import FakeSlack
 from tests.harness import BotUnderTest
 
 
-def test_request_approve_invite(bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World) -> None:
+def test_request_approve_invite(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
     reply = bot.command('request "Acme Production" DNS need to rotate records', user_id=ALICE)
     assert reply.response.status_code == 200
     answer = fake_slack.responses_for(reply.response_id)

@@ -27,8 +27,12 @@ def new_request(requester: str = "U1", account: str = "acc") -> NewRequest:
 
 
 def test_transition_table() -> None:
-    assert ALLOWED_TRANSITIONS[RequestStatus.PENDING] >= {RequestStatus.APPROVED, RequestStatus.DENIED,
-                                                         RequestStatus.CANCELLED, RequestStatus.EXPIRED}
+    assert ALLOWED_TRANSITIONS[RequestStatus.PENDING] >= {
+        RequestStatus.APPROVED,
+        RequestStatus.DENIED,
+        RequestStatus.CANCELLED,
+        RequestStatus.EXPIRED,
+    }
     assert RequestStatus.INVITED in ALLOWED_TRANSITIONS[RequestStatus.APPROVED]
     assert RequestStatus.ACCEPTED in ALLOWED_TRANSITIONS[RequestStatus.INVITED]
     for terminal in (RequestStatus.ACCEPTED, RequestStatus.DENIED, RequestStatus.CANCELLED, RequestStatus.EXPIRED):

@@ -155,9 +155,7 @@ class CloudflareClient:
                     raise
                 self._sleep(_retry_delay(error, attempt))
 
-    def _send(
-        self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
-    ) -> Envelope:
+    def _send(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None) -> Envelope:
         self.calls += 1
         try:
             response = self._http.request(method, path, params=params, json=json)

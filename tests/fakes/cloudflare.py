@@ -11,23 +11,37 @@ import re
 import secrets
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from tests.fakes.http import FakeResponse, FakeServer
 from tests.schemas import cloudflare_request_errors
 
-SUPER_ADMIN = {"id": "33666b9c79b9a5273fc7344ff42f953d", "name": "Super Administrator - All Privileges",
-               "description": "Can edit any Cloudflare setting, make purchases, update billing, and manage memberships."}
-ADMIN = {"id": "05784afa30c1afe1440e79d9351c7430", "name": "Administrator",
-         "description": "Can access the full account and edit subscriptions."}
-ADMIN_RO = {"id": "f2b20eaa1a5d4af42b53ac16238c99c7", "name": "Administrator Read Only",
-            "description": "Can access the full account in read-only mode."}
-BILLING = {"id": "298ce8e7a2ba08b9d18ce0a32bb458ee", "name": "Billing",
-           "description": "Can edit the account's billing profile and subscriptions."}
+SUPER_ADMIN = {
+    "id": "33666b9c79b9a5273fc7344ff42f953d",
+    "name": "Super Administrator - All Privileges",
+    "description": "Can edit any Cloudflare setting, make purchases, update billing, and manage memberships.",
+}
+ADMIN = {
+    "id": "05784afa30c1afe1440e79d9351c7430",
+    "name": "Administrator",
+    "description": "Can access the full account and edit subscriptions.",
+}
+ADMIN_RO = {
+    "id": "f2b20eaa1a5d4af42b53ac16238c99c7",
+    "name": "Administrator Read Only",
+    "description": "Can access the full account in read-only mode.",
+}
+BILLING = {
+    "id": "298ce8e7a2ba08b9d18ce0a32bb458ee",
+    "name": "Billing",
+    "description": "Can edit the account's billing profile and subscriptions.",
+}
 DNS = {"id": "069fe803647ed3609e93d041d5df6050", "name": "DNS", "description": "Can edit DNS records."}
-CACHE_PURGE = {"id": "d1c17a97abf0aa371338074955877ba0", "name": "Cache Purge",
-               "description": "Can purge the edge cache and read zone settings."}
+CACHE_PURGE = {
+    "id": "d1c17a97abf0aa371338074955877ba0",
+    "name": "Cache Purge",
+    "description": "Can purge the edge cache and read zone settings.",
+}
 DEFAULT_ROLES = [SUPER_ADMIN, ADMIN, ADMIN_RO, BILLING, DNS, CACHE_PURGE]
 _PERMISSIONS = {key: {"read": True, "write": False} for key in ("analytics", "billing", "dns", "zones")}
 
@@ -75,11 +89,18 @@ class FakeCloudflare(FakeServer):
 
     # --- state set-up used by tests ----------------------------------------------------------
 
-    def add_account(self, name: str, *, account_id: str | None = None, roles: list[dict[str, Any]] | None = None) -> str:
+    def add_account(
+        self, name: str, *, account_id: str | None = None, roles: list[dict[str, Any]] | None = None
+    ) -> str:
         account_id = account_id or _hex()
         self.accounts[account_id] = {
-            "account": {"id": account_id, "name": name, "type": "standard",
-                        "settings": {"enforce_twofactor": False}, "created_on": "2024-01-01T00:00:00Z"},
+            "account": {
+                "id": account_id,
+                "name": name,
+                "type": "standard",
+                "settings": {"enforce_twofactor": False},
+                "created_on": "2024-01-01T00:00:00Z",
+            },
             "roles": [dict(role, permissions=_PERMISSIONS) for role in (roles or DEFAULT_ROLES)],
             "members": {},
         }
@@ -122,7 +143,9 @@ class FakeCloudflare(FakeServer):
 
     # --- HTTP ------------------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], raw: bytes) -> FakeResponse:
+    def handle(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], raw: bytes
+    ) -> FakeResponse:
         path = path.removeprefix("/client/v4")
         body: Any = None
         if raw:
@@ -162,11 +185,19 @@ class FakeCloudflare(FakeServer):
         body = fault.body
         if body is None:
             if fault.status == 429:
-                body = {"success": False, "errors": [{"code": 971, "message":
-                        "Please wait and consider throttling your request speed"}], "messages": [], "result": None}
+                body = {
+                    "success": False,
+                    "errors": [{"code": 971, "message": "Please wait and consider throttling your request speed"}],
+                    "messages": [],
+                    "result": None,
+                }
             else:
-                body = {"success": False, "errors": [{"code": 10001, "message": "Internal server error"}],
-                        "messages": [], "result": None}
+                body = {
+                    "success": False,
+                    "errors": [{"code": 10001, "message": "Internal server error"}],
+                    "messages": [],
+                    "result": None,
+                }
         return FakeResponse(fault.status, body, fault.headers, delay=fault.delay, drop=fault.drop)
 
     def _authenticate(self, path: str, headers: dict[str, str]) -> FakeResponse | None:
@@ -183,15 +214,22 @@ class FakeCloudflare(FakeServer):
             if headers.get("x-auth-email") != self.email or headers.get("x-auth-key") != self.key:
                 return _failure(403, 9103, "Unknown X-Auth-Key or X-Auth-Email")
             return None
-        return FakeResponse(400, {"success": False, "errors": [
-            {"code": 9106, "message": "Missing X-Auth-Key, X-Auth-Email or Authorization headers"}]})
+        return FakeResponse(
+            400,
+            {
+                "success": False,
+                "errors": [{"code": 9106, "message": "Missing X-Auth-Key, X-Auth-Email or Authorization headers"}],
+            },
+        )
 
     def _route(self, method: str, path: str, query: dict[str, str], body: Any) -> FakeResponse:
         if method == "GET" and path == "/user/tokens/verify":
             if self.account_owned_token:
                 return _failure(403, 1000, "Invalid API Token")
-            return _success({"id": _hex(), "status": "active"},
-                            messages=[{"code": 10000, "message": "This API Token is valid and active", "type": None}])
+            return _success(
+                {"id": _hex(), "status": "active"},
+                messages=[{"code": 10000, "message": "This API Token is valid and active", "type": None}],
+            )
         if method == "GET" and path == "/user":
             return _success({"id": _hex(), "email": self.email or "owner@example.com"})
         if method == "GET" and path == "/accounts":
@@ -237,9 +275,20 @@ class FakeCloudflare(FakeServer):
             self.schema_violations.extend(violations)
             return _failure(400, 1001, "Invalid request: " + violations[0])
         if body.get("status") == "accepted":
-            return FakeResponse(400, {"result": [], "success": False, "errors": [
-                {"code": 1001, "message": "Invalid request: automatic verification of new members is not allowed"}],
-                "messages": []})
+            return FakeResponse(
+                400,
+                {
+                    "result": [],
+                    "success": False,
+                    "errors": [
+                        {
+                            "code": 1001,
+                            "message": "Invalid request: automatic verification of new members is not allowed",
+                        }
+                    ],
+                    "messages": [],
+                },
+            )
         known = {role["id"] for role in self.accounts[account_id]["roles"]}
         if not body["roles"] or any(role_id not in known for role_id in body["roles"]):
             return _failure(400, 1001, "Invalid request: Invalid role assignments found")
@@ -254,12 +303,22 @@ class FakeCloudflare(FakeServer):
             "id": _hex(),
             "email": email.lower(),
             "status": "pending",
-            "user": {"id": "", "email": email.lower(), "first_name": None, "last_name": None,
-                     "two_factor_authentication_enabled": False},
+            "user": {
+                "id": "",
+                "email": email.lower(),
+                "first_name": None,
+                "last_name": None,
+                "two_factor_authentication_enabled": False,
+            },
             "roles": roles,
-            "policies": [{"id": _hex(), "access": "allow",
-                          "permission_groups": [{"id": _hex(), "name": r["name"]} for r in roles],
-                          "resource_groups": [{"id": _hex(), "name": f"com.cloudflare.api.account.{account_id}"}]}],
+            "policies": [
+                {
+                    "id": _hex(),
+                    "access": "allow",
+                    "permission_groups": [{"id": _hex(), "name": r["name"]} for r in roles],
+                    "resource_groups": [{"id": _hex(), "name": f"com.cloudflare.api.account.{account_id}"}],
+                }
+            ],
         }
         account["members"][member["id"]] = member
         return member
@@ -270,8 +329,9 @@ def _success(result: Any, *, messages: list[Any] | None = None) -> FakeResponse:
 
 
 def _failure(status: int, code: int, message: str) -> FakeResponse:
-    return FakeResponse(status, {"success": False, "errors": [{"code": code, "message": message}],
-                                 "messages": [], "result": None})
+    return FakeResponse(
+        status, {"success": False, "errors": [{"code": code, "message": message}], "messages": [], "result": None}
+    )
 
 
 def _page(items: list[Any], query: dict[str, str]) -> FakeResponse:
@@ -283,10 +343,21 @@ def _page(items: list[Any], query: dict[str, str]) -> FakeResponse:
     if not 5 <= per_page <= 50:
         return _failure(400, 1001, "Invalid request: per_page must be between 5 and 50")
     start = (page - 1) * per_page
-    chunk = items[start:start + per_page]
+    chunk = items[start : start + per_page]
     total_pages = max(1, -(-len(items) // per_page))
-    return FakeResponse(200, {"success": True, "errors": [], "messages": [], "result": chunk,
-                              "result_info": {"page": page, "per_page": per_page, "count": len(chunk),
-                                              "total_count": len(items), "total_pages": total_pages}})
-
-
+    return FakeResponse(
+        200,
+        {
+            "success": True,
+            "errors": [],
+            "messages": [],
+            "result": chunk,
+            "result_info": {
+                "page": page,
+                "per_page": per_page,
+                "count": len(chunk),
+                "total_count": len(items),
+                "total_pages": total_pages,
+            },
+        },
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,7 +12,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 class FakeResponse:
     def __init__(
-        self, status: int, body: Any, headers: dict[str, str] | None = None, *, delay: float = 0.0,
+        self,
+        status: int,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        *,
+        delay: float = 0.0,
         drop: bool = False,
     ) -> None:
         self.status = status
@@ -53,10 +59,8 @@ class FakeServer:
                 for key, value in response.headers.items():
                     self.send_header(key, value)
                 self.end_headers()
-                try:
+                with contextlib.suppress(OSError):
                     self.wfile.write(payload)
-                except OSError:
-                    pass
 
             do_GET = do_POST = do_PUT = do_DELETE = _serve
 
@@ -64,7 +68,7 @@ class FakeServer:
         self.lock = threading.RLock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def url(self) -> str:

@@ -90,7 +90,9 @@ class FakeSlack(FakeServer):
 
     # --- set-up and inspection ---------------------------------------------------------------
 
-    def add_user(self, user_id: str, email: str | None, name: str, *, is_bot: bool = False, deleted: bool = False) -> str:
+    def add_user(
+        self, user_id: str, email: str | None, name: str, *, is_bot: bool = False, deleted: bool = False
+    ) -> str:
         self.users[user_id] = SlackUser(user_id, email, name, deleted=deleted, is_bot=is_bot)
         return user_id
 
@@ -128,7 +130,9 @@ class FakeSlack(FakeServer):
 
     # --- HTTP ----------------------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], raw: bytes) -> FakeResponse:
+    def handle(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], raw: bytes
+    ) -> FakeResponse:
         if path.startswith("/response/"):
             return self._response_url(path, raw)
         api_method = path.removeprefix("/api/")
@@ -143,8 +147,12 @@ class FakeSlack(FakeServer):
                     self.faults.remove(fault)
         if fault:
             if fault.status == 429:
-                return FakeResponse(429, {"ok": False, "error": "ratelimited"},
-                                    {"Retry-After": str(fault.retry_after)}, delay=fault.delay)
+                return FakeResponse(
+                    429,
+                    {"ok": False, "error": "ratelimited"},
+                    {"Retry-After": str(fault.retry_after)},
+                    delay=fault.delay,
+                )
             return FakeResponse(fault.status, {"ok": False, "error": fault.error}, delay=fault.delay)
         token = headers.get("authorization", "").removeprefix("Bearer ") or args.pop("token", "")
         if not token.startswith(("xoxb-", "xapp-")):
@@ -181,7 +189,9 @@ class FakeSlack(FakeServer):
     def _check_message(self, method: str, args: dict[str, Any]) -> FakeResponse | None:
         blocks = args.get("blocks") or []
         if not args.get("text"):
-            return self._reject(method, "text is required alongside blocks (notifications and accessibility)", "no_text")
+            return self._reject(
+                method, "text is required alongside blocks (notifications and accessibility)", "no_text"
+            )
         if len(blocks) > 50:
             return self._reject(method, f"{len(blocks)} blocks; a message takes at most 50", "invalid_blocks")
         block_ids = [b["block_id"] for b in blocks if "block_id" in b]
@@ -197,8 +207,14 @@ class FakeSlack(FakeServer):
     # --- methods ----------------------------------------------------------------------------------
 
     def _auth_test(self, _args: dict[str, Any]) -> FakeResponse:
-        return _ok(url="https://acme.slack.com/", team="Acme", user="cf-access", team_id="T0TEAM0001",
-                   user_id=BOT_USER_ID, bot_id="B0CFACCESS")
+        return _ok(
+            url="https://acme.slack.com/",
+            team="Acme",
+            user="cf-access",
+            team_id="T0TEAM0001",
+            user_id=BOT_USER_ID,
+            bot_id="B0CFACCESS",
+        )
 
     def _users_lookupByEmail(self, args: dict[str, Any]) -> FakeResponse:
         email = str(args["email"]).lower()
@@ -218,8 +234,15 @@ class FakeSlack(FakeServer):
         profile: dict[str, Any] = {"real_name": user.name, "display_name": user.name}
         if user.email:
             profile["email"] = user.email
-        return {"id": user.id, "name": user.name, "real_name": user.name, "deleted": user.deleted,
-                "is_bot": user.is_bot, "profile": profile, "tz": "Europe/London"}
+        return {
+            "id": user.id,
+            "name": user.name,
+            "real_name": user.name,
+            "deleted": user.deleted,
+            "is_bot": user.is_bot,
+            "profile": profile,
+            "tz": "Europe/London",
+        }
 
     def _conversations_open(self, args: dict[str, Any]) -> FakeResponse:
         users = [u for u in str(args.get("users", "")).split(",") if u]
@@ -235,13 +258,26 @@ class FakeSlack(FakeServer):
         if channel.startswith("U"):
             channel = self.dm_channel(channel)
         thread_ts = args.get("thread_ts")
-        if thread_ts and not any(m.ts == thread_ts and m.channel == channel and m.thread_ts is None for m in self.messages):
-            return self._reject("chat.postMessage", f"thread_ts {thread_ts} is not a root in {channel}", "thread_not_found")
+        if thread_ts and not any(
+            m.ts == thread_ts and m.channel == channel and m.thread_ts is None for m in self.messages
+        ):
+            return self._reject(
+                "chat.postMessage", f"thread_ts {thread_ts} is not a root in {channel}", "thread_not_found"
+            )
         ts = f"1700000000.{next(self._ts):06d}"
         message = Message(channel, ts, args["text"], args.get("blocks") or [], thread_ts)
         self.messages.append(message)
-        return _ok(channel=channel, ts=ts, message={"type": "message", "text": message.text, "ts": ts,
-                                                     "bot_id": "B0CFACCESS", "blocks": message.blocks})
+        return _ok(
+            channel=channel,
+            ts=ts,
+            message={
+                "type": "message",
+                "text": message.text,
+                "ts": ts,
+                "bot_id": "B0CFACCESS",
+                "blocks": message.blocks,
+            },
+        )
 
     def _chat_update(self, args: dict[str, Any]) -> FakeResponse:
         refused = self._check_message("chat.update", args)
@@ -261,7 +297,9 @@ class FakeSlack(FakeServer):
         refused = self._check_message("chat.postEphemeral", args)
         if refused:
             return refused
-        self.ephemerals.append(Ephemeral(str(args["channel"]), str(args["user"]), args["text"], args.get("blocks") or []))
+        self.ephemerals.append(
+            Ephemeral(str(args["channel"]), str(args["user"]), args["text"], args.get("blocks") or [])
+        )
         return _ok(message_ts=f"1700000000.{next(self._ts):06d}")
 
     def _views_open(self, args: dict[str, Any]) -> FakeResponse:
