@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     cloudflare_account_ids: CommaList = Field(default_factory=list)
     cloudflare_timeout: float = Field(default=10.0, gt=0)
     invite_max_attempts: int = Field(default=5, ge=1, le=50)
+    # How long a worker holds an invite before another process may take it over (after a crash).
+    invite_lease: timedelta = Field(default=timedelta(minutes=2))
 
     database_url: str = "sqlite:///cf-access-bot.db"
     host: str = "0.0.0.0"
@@ -83,6 +85,7 @@ class Settings(BaseSettings):
         "invite_expires_after",
         "scheduler_interval",
         "directory_cache_ttl",
+        "invite_lease",
         mode="before",
     )
     @classmethod

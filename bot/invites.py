@@ -30,7 +30,6 @@ from storage.repository import claim, get_request, invites_due, lease_invite, tr
 from storage.states import RequestStatus
 
 log = logging.getLogger(__name__)
-LEASE = timedelta(minutes=5)
 MAX_RETRY_AFTER = 120.0
 
 
@@ -81,7 +80,7 @@ class InviteOutbox:
         """Deliver one approved request's invite; None when another worker holds it."""
         now = self._clock.now()
         with self._db.session() as session:
-            if not lease_invite(session, request_id, now=now, lease_until=now + LEASE):
+            if not lease_invite(session, request_id, now=now, lease_until=now + self._settings.invite_lease):
                 return None
             request = get_request(session, request_id)
         assert request is not None
@@ -103,7 +102,7 @@ class InviteOutbox:
                     session,
                     request.id,
                     invite_attempts=attempts_before + attempt,
-                    invite_lease_until=self._clock.now() + LEASE,
+                    invite_lease_until=self._clock.now() + self._settings.invite_lease,
                 )
             # A previous attempt, here or in a process that died, may have created the member.
             may_exist = attempts_before + attempt > 1
@@ -118,7 +117,7 @@ class InviteOutbox:
                 return InviteOutcome(RequestStatus.INVITED, AuditEventType.INVITE_SENT, member.id)
             except CloudflareRateLimited as error:
                 last_error = error
-                self._wait(min(error.retry_after or backoff_delay(attempt), MAX_RETRY_AFTER))
+                self._wait(request, min(error.retry_after or backoff_delay(attempt), MAX_RETRY_AFTER))
             except CloudflareClientError as error:
                 # Cloudflare documents no answer for a duplicate invite: look again before giving up.
                 try:
@@ -132,14 +131,21 @@ class InviteOutbox:
                 last_error = error
                 if not error.retryable:
                     return _failed(f"Cloudflare error: {error}")
-                self._wait(backoff_delay(attempt, base=1.0))
+                self._wait(request, backoff_delay(attempt, base=1.0))
         return _failed(
             f"Cloudflare did not accept the invite after {self._settings.invite_max_attempts} "
             f"attempts; last error: {last_error}"
         )
 
-    def _wait(self, seconds: float) -> None:
+    def _wait(self, request: AccessRequest, seconds: float) -> None:
+        """Back off, holding the lease for the whole wait so no other process takes the invite over."""
         self.retries_seen += 1
+        with self._db.session() as session:
+            claim(
+                session,
+                request.id,
+                invite_lease_until=self._clock.now() + timedelta(seconds=seconds) + self._settings.invite_lease,
+            )
         self._sleep(seconds)
 
     def _existing_member(self, request: AccessRequest, member: Member, *, ours: bool) -> InviteOutcome:

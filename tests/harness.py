@@ -53,48 +53,15 @@ def bot_settings(slack: FakeSlack, cloudflare: FakeCloudflare, database_url: str
     return load_settings(_env_file=None, **values)
 
 
-class BotUnderTest:
-    """The serving process (Starlette + Bolt + services) on 127.0.0.1:<free port>, in this process."""
+class SlackDriver:
+    """Sends what Slack sends (signed commands, interactions, events) to a bot at `self.http`."""
 
-    def __init__(self, settings: Settings, *, clock: FrozenClock | None = None, run_scheduler: bool = False) -> None:
-        self.clock = clock or FrozenClock()
-        self.sleep = RecordingSleep()
-        self.runtime = Runtime.start(settings, clock=self.clock, run_scheduler=run_scheduler, sleep=self.sleep)
-        self.services = self.runtime.services
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", 0))
-        self.port = self._socket.getsockname()[1]
-        config = uvicorn.Config(self.runtime.web_app(), log_config=None, access_log=False, lifespan="on")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
-
-    @property
-    def db(self) -> Database:
-        return self.services.db
-
-    def start(self) -> BotUnderTest:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the bot did not start")
-            time.sleep(0.01)
-        self.wait_idle()
-        return self
-
-    def stop(self) -> None:
-        self.http.close()
-        self._server.should_exit = True
-        self._thread.join(timeout=15)
-        self._socket.close()
+    slack_url: str = ""
+    last_response_id: str = ""
+    http: httpx.Client
 
     def wait_idle(self, timeout: float = 15.0) -> None:
-        """Wait until every piece of work the acks started has finished."""
-        assert self.services.executor.wait_idle(timeout), "background work did not finish"
-
-    # --- what Slack sends ---------------------------------------------------------------------------
+        """Wait for the work the last request started; a no-op where that cannot be known."""
 
     def signed_post(
         self,
@@ -226,7 +193,47 @@ class BotUnderTest:
         }
         return self.interact(payload)
 
-    slack_url: str = ""
+
+class BotUnderTest(SlackDriver):
+    """The serving process (Starlette + Bolt + services) on 127.0.0.1:<free port>, in this process."""
+
+    def __init__(self, settings: Settings, *, clock: FrozenClock | None = None, run_scheduler: bool = False) -> None:
+        self.clock = clock or FrozenClock()
+        self.sleep = RecordingSleep()
+        self.runtime = Runtime.start(settings, clock=self.clock, run_scheduler=run_scheduler, sleep=self.sleep)
+        self.services = self.runtime.services
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind(("127.0.0.1", 0))
+        self.port = self._socket.getsockname()[1]
+        config = uvicorn.Config(self.runtime.web_app(), log_config=None, access_log=False, lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
+
+    @property
+    def db(self) -> Database:
+        return self.services.db
+
+    def start(self) -> BotUnderTest:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the bot did not start")
+            time.sleep(0.01)
+        self.wait_idle()
+        return self
+
+    def stop(self) -> None:
+        self.http.close()
+        self._server.should_exit = True
+        self._thread.join(timeout=15)
+        self._socket.close()
+
+    def wait_idle(self, timeout: float = 15.0) -> None:
+        """Wait until every piece of work the acks started has finished."""
+        assert self.services.executor.wait_idle(timeout), "background work did not finish"
 
 
 @dataclass

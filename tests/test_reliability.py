@@ -1,0 +1,207 @@
+"""Races, faults and restarts (the Reliability issue): one decision, one invite, nobody left
+uninformed, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from datetime import timedelta
+
+from bot.scheduler import Sweeper
+from storage.db import Database
+from storage.migrate import upgrade
+from tests.conftest import ALICE, BOB, CAROL, BotFactory, World
+from tests.fakes.cloudflare import Fault, FakeCloudflare
+from tests.fakes.slack import FakeSlack, SlackFault
+from tests.harness import BotUnderTest
+from tests.helpers import audit_names, file_request, roots_of, stored, texts
+
+
+def approve(bot: BotUnderTest, fake_slack: FakeSlack, request_id: int) -> None:
+    bot.click(roots_of(fake_slack, request_id)[0], "request_approve", user_id=BOB)
+
+
+def assert_invited_once(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World, request_id: int
+) -> None:
+    members = fake_cf.members_with_email(world.acme, "alice@example.com")
+    assert len(members) == 1, "exactly one member"
+    request = stored(bot, request_id)
+    assert (request.status, request.cloudflare_member_id) == ("invited", members[0]["id"])
+    assert "Your request #1 was approved" in texts(fake_slack.dms_to(ALICE))
+
+
+def test_concurrent_clicks_make_one_decision_and_one_invite(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
+    request_id = file_request(bot, fake_slack, ALICE)
+    copies = [copy.deepcopy(root) for root in roots_of(fake_slack, request_id)]
+    clickers = [(copies[n % 2], (BOB, CAROL)[n % 2]) for n in range(12)]
+    barrier = threading.Barrier(len(clickers))
+
+    def click(message: object, user: str) -> None:
+        barrier.wait()
+        bot.click(message, "request_approve", user_id=user, wait=False)  # type: ignore[arg-type]
+
+    threads = [threading.Thread(target=click, args=pair) for pair in clickers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    bot.wait_idle()
+    assert len(fake_cf.calls_to("POST", r"/members$")) == 1
+    assert audit_names(bot, request_id).count("approved") == 1
+    winner = stored(bot, request_id).decided_by_slack_id
+    told = [r["text"] for r in fake_slack.responses if "already approved" in r.get("text", "")]
+    assert len(told) == len(clickers) - 1 and all(f"<@{winner}>" in text for text in told)
+    assert_invited_once(bot, fake_slack, fake_cf, world, request_id)
+
+
+def test_cloudflare_429_waits_for_retry_after(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
+    request_id = file_request(bot, fake_slack, ALICE)
+    fake_cf.inject(Fault("POST", r"/members$", status=429, headers={"Retry-After": "3"}, times=2))
+    approve(bot, fake_slack, request_id)
+    assert bot.sleep.waits[:2] == [3.0, 3.0], "Retry-After honoured"
+    assert len(fake_cf.calls_to("POST", r"/members$")) == 3
+    assert_invited_once(bot, fake_slack, fake_cf, world, request_id)
+
+
+def test_cloudflare_500_then_success_checks_before_resending(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
+    request_id = file_request(bot, fake_slack, ALICE)
+    fake_cf.inject(Fault("POST", r"/members$", status=500))
+    lists_before = len(fake_cf.calls_to("GET", r"/members$"))
+    approve(bot, fake_slack, request_id)
+    assert len(fake_cf.calls_to("POST", r"/members$")) == 2
+    assert len(fake_cf.calls_to("GET", r"/members$")) > lists_before, "the member list was read before re-sending"
+    assert len(bot.sleep.waits) == 1
+    assert_invited_once(bot, fake_slack, fake_cf, world, request_id)
+
+
+def test_answer_lost_after_the_member_was_created_is_adopted(
+    make_bot: BotFactory, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
+    bot = make_bot(cloudflare_timeout=0.5)
+    request_id = file_request(bot, fake_slack, ALICE)
+    fake_cf.inject(Fault("POST", r"/members$", status=200, delay=1.5, after_effect=True))
+    approve(bot, fake_slack, request_id)
+    assert len(fake_cf.calls_to("POST", r"/members$")) == 1, "no second POST after an ambiguous timeout"
+    assert_invited_once(bot, fake_slack, fake_cf, world, request_id)
+    assert "invite_adopted" in audit_names(bot, request_id)
+
+
+def test_dropped_connection_after_effect_is_adopted(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
+    request_id = file_request(bot, fake_slack, ALICE)
+    fake_cf.inject(Fault("POST", r"/members$", drop=True, after_effect=True))
+    approve(bot, fake_slack, request_id)
+    assert len(fake_cf.calls_to("POST", r"/members$")) == 1
+    assert_invited_once(bot, fake_slack, fake_cf, world, request_id)
+
+
+def test_dropped_connection_before_effect_is_resent(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
+    request_id = file_request(bot, fake_slack, ALICE)
+    fake_cf.inject(Fault("POST", r"/members$", drop=True))
+    approve(bot, fake_slack, request_id)
+    assert len(fake_cf.calls_to("POST", r"/members$")) == 2
+    assert_invited_once(bot, fake_slack, fake_cf, world, request_id)
+
+
+def test_attempts_are_bounded_then_failed_with_retry(
+    make_bot: BotFactory, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
+    bot = make_bot(invite_max_attempts=3)
+    request_id = file_request(bot, fake_slack, ALICE)
+    fake_cf.inject(Fault("POST", r"/members$", status=503, times=3))
+    approve(bot, fake_slack, request_id)
+    assert len(fake_cf.calls_to("POST", r"/members$")) == 3
+    request = stored(bot, request_id)
+    assert request.status == "failed" and "after 3 attempts" in (request.invite_error or "")
+    root = roots_of(fake_slack, request_id)[0]
+    assert root.action_ids() == ["retry_invite"]
+    assert "could not be sent" in texts(fake_slack.dms_to(ALICE))
+    bot.click(root, "retry_invite", user_id=CAROL)
+    assert stored(bot, request_id).status == "invited"
+    assert len(fake_cf.members_with_email(world.acme, "alice@example.com")) == 1
+
+
+def test_slack_429_on_post_message_is_retried(bot: BotUnderTest, fake_slack: FakeSlack, world: World) -> None:
+    fake_slack.inject(SlackFault("chat.postMessage", status=429, retry_after=1, times=1))
+    request_id = file_request(bot, fake_slack, ALICE)
+    roots = roots_of(fake_slack, request_id)
+    assert {root.channel for root in roots} == {fake_slack.dm_channel(BOB), fake_slack.dm_channel(CAROL)}
+
+
+def test_failed_root_update_is_repaired_by_the_sweep(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
+    request_id = file_request(bot, fake_slack, ALICE)
+    fake_slack.inject(SlackFault("chat.update", status=200, error="internal_error", times=100))
+    approve(bot, fake_slack, request_id)
+    assert stored(bot, request_id).status == "invited", "a failed chat.update never loses the decision"
+    assert all(root.action_ids() == ["request_approve", "request_deny"] for root in roots_of(fake_slack, request_id))
+    assert stored(bot, request_id).slack_sync_due_at is not None
+    fake_slack.faults.clear()
+    bot.clock.advance(timedelta(minutes=2))
+    report = Sweeper(bot.services).run_once()
+    assert report.roots_repaired == 1
+    for root in roots_of(fake_slack, request_id):
+        assert root.action_ids() == [] and "Invite sent" in root.all_text()
+    assert stored(bot, request_id).slack_sync_due_at is None
+
+
+def test_unsent_invites_resume_at_start_up(
+    make_bot: BotFactory, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
+    bot = make_bot()
+    request_id = file_request(bot, fake_slack, ALICE)
+    # The approval is committed, then the process dies before any Cloudflare call.
+    from storage.repository import transition
+    from storage.states import RequestStatus
+
+    with bot.db.session() as session:
+        assert transition(
+            session,
+            request_id,
+            RequestStatus.APPROVED,
+            now=bot.clock.now(),
+            decided_by_slack_id=BOB,
+            decided_at=bot.clock.now(),
+            granted_role_ids=stored(bot, request_id).requested_role_ids,
+            granted_role_names=["DNS"],
+            invite_due_at=bot.clock.now(),
+        )
+    assert not fake_cf.calls_to("POST", r"/members$")
+    restarted = make_bot()
+    restarted.wait_idle()
+    assert len(fake_cf.calls_to("POST", r"/members$")) == 1
+    assert stored(restarted, request_id).status == "invited"
+    assert "Invite sent" in texts(fake_slack.thread(roots_of(fake_slack, request_id)[0]))
+
+
+def test_concurrent_migrations(database_url: str) -> None:
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(3)
+
+    def migrate() -> None:
+        database = Database.from_url(database_url)
+        barrier.wait()
+        try:
+            upgrade(database.engine)
+        except BaseException as error:  # reported below
+            errors.append(error)
+        finally:
+            database.engine.dispose()
+
+    threads = [threading.Thread(target=migrate) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
