@@ -11,7 +11,7 @@ from bot.scheduler import Sweeper
 from storage.db import Database
 from storage.migrate import upgrade
 from tests.conftest import ALICE, BOB, CAROL, BotFactory, World
-from tests.fakes.cloudflare import Fault, FakeCloudflare
+from tests.fakes.cloudflare import FakeCloudflare, Fault
 from tests.fakes.slack import FakeSlack, SlackFault
 from tests.harness import BotUnderTest
 from tests.helpers import audit_names, file_request, roots_of, stored, texts

@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from tests.conftest import ALICE, BOB, CAROL, World
-from tests.fakes.cloudflare import Fault, FakeCloudflare
+from tests.fakes.cloudflare import FakeCloudflare, Fault
 from tests.fakes.slack import FakeSlack
 from tests.helpers import roots_of, texts
 from tests.process import BotProcess, bot_env
