@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 
+from bot.invite_followup import InviteFollowUp
+from bot.pending_sweep import PendingSweep
 from bot.services import Services
 from storage.models import AccessRequest
 
@@ -21,18 +23,29 @@ BATCH = 200
 
 @dataclass
 class SweepReport:
+    expired: int = 0
+    approver_reminders: int = 0
     invites_sent: int = 0
+    invites_checked: int = 0
     roots_repaired: int = 0
     errors: list[str] = field(default_factory=list)
 
 
 class Sweeper:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, *, batch: int = BATCH) -> None:
         self.services = services
+        self.pending = PendingSweep(services, batch=batch)
+        self.follow_up = InviteFollowUp(services, batch=batch)
 
     def run_once(self) -> SweepReport:
         report = SweepReport()
-        steps = (("invites", self._resume_invites), ("slack repair", self._repair_roots))
+        steps = (
+            ("expiry", self._expire),
+            ("approver reminders", self._remind),
+            ("invites", self._resume_invites),
+            ("invite follow-up", self._follow_invites),
+            ("slack repair", self._repair_roots),
+        )
         for name, step in steps:
             try:
                 step(report)
@@ -40,6 +53,15 @@ class Sweeper:
                 log.exception("sweep step %s failed", name)
                 report.errors.append(f"{name}: {error}")
         return report
+
+    def _expire(self, report: SweepReport) -> None:
+        report.expired += self.pending.expire()
+
+    def _remind(self, report: SweepReport) -> None:
+        report.approver_reminders += self.pending.remind_approvers()
+
+    def _follow_invites(self, report: SweepReport) -> None:
+        report.invites_checked += self.follow_up.run()
 
     def _resume_invites(self, report: SweepReport) -> None:
         report.invites_sent += self.services.outbox.send_due(limit=BATCH)

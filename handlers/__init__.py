@@ -24,6 +24,7 @@ def register(app: App, services: Services) -> None:
     app.action(Action.APPROVE.value)(actions.on_approve)
     app.action(Action.DENY.value)(actions.on_deny)
     app.action(Action.RETRY_INVITE.value)(actions.on_retry_invite)
+    app.action(Action.RESEND_INVITE.value)(actions.on_resend_invite)
     app.action(Action.MODAL_ACCOUNT.value)(views.on_account_selected)
     app.action(Action.MODAL_ROLES.value)(actions.on_role_pick)
 

@@ -8,6 +8,7 @@ from typing import Any
 from slack_bolt import Ack, Respond
 
 from bot.decisions import already_decided
+from bot.invite_followup import InviteFollowUp
 from bot.modals import deny_modal
 from bot.services import Services
 from handlers.common import reports_failures, tell_actor
@@ -65,6 +66,20 @@ class ActionHandlers:
         metadata = {"channel_id": str(container.get("channel_id") or "")}
         requester = services.slack.profile(request.requester_slack_id).name
         services.slack.open_view(body["trigger_id"], deny_modal(request.id, request.account_name, requester, metadata))
+
+    @reports_failures
+    def on_resend_invite(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()
+        click = decision_click(body)
+        if click is None:
+            tell_actor(
+                self.services, body, respond, ":warning: That button's payload was not understood; nothing changed."
+            )
+            return
+        result = InviteFollowUp(self.services, batch=1).resend(click.request_id, click.user_id)
+        tell_actor(
+            self.services, body, respond, (":white_check_mark: " if result.ok else ":warning: ") + result.message
+        )
 
     @reports_failures
     def on_retry_invite(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:

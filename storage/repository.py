@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, and_, or_, select, update
+from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -263,13 +263,43 @@ def remember_event(session: Session, event_id: str, *, now: datetime) -> bool:
     return True
 
 
-def status_is(status: RequestStatus) -> Any:
-    return AccessRequest.status == status.value
+def claim_due(
+    session: Session,
+    status: RequestStatus,
+    due_column: Any,
+    now: datetime,
+    *,
+    limit: int,
+    next_due: datetime,
+    **values: Any,
+) -> list[AccessRequest]:
+    """Claim up to `limit` requests whose `due_column` has passed, by moving it to `next_due`.
 
-
-def lease_free(now: datetime) -> Any:
-    return or_(AccessRequest.invite_lease_until.is_(None), AccessRequest.invite_lease_until < now)
-
-
-def both(*conditions: Any) -> Any:
-    return and_(*conditions)
+    On PostgreSQL the candidate rows are locked with FOR UPDATE SKIP LOCKED, so concurrent sweepers
+    split the work; on every database each row is then claimed by a conditional update on its old
+    due time, so a row is never handed to two sweepers.
+    """
+    candidates = session.execute(
+        select(AccessRequest.id, due_column)
+        .where(AccessRequest.status == status.value, due_column.is_not(None), due_column <= now)
+        .order_by(due_column)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    claimed_ids = []
+    for request_id, old_due in candidates:
+        result = session.execute(
+            update(AccessRequest)
+            .where(AccessRequest.id == request_id, AccessRequest.status == status.value, due_column == old_due)
+            .values({due_column.key: next_due, **values})
+            .execution_options(synchronize_session=False)
+        )
+        if _matched(result):
+            claimed_ids.append(request_id)
+    if not claimed_ids:
+        return []
+    return list(
+        session.scalars(
+            select(AccessRequest).where(AccessRequest.id.in_(claimed_ids)).execution_options(populate_existing=True)
+        )
+    )

@@ -99,9 +99,9 @@ BotFactory = Callable[..., BotUnderTest]
 def make_bot(fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World, database_url: str) -> Iterator[BotFactory]:
     started: list[BotUnderTest] = []
 
-    def factory(**overrides: Any) -> BotUnderTest:
+    def factory(*, clock: Any = None, run_scheduler: bool = False, **overrides: Any) -> BotUnderTest:
         settings = bot_settings(fake_slack, fake_cf, database_url, **overrides)
-        bot = BotUnderTest(settings)
+        bot = BotUnderTest(settings, clock=clock, run_scheduler=run_scheduler)
         bot.slack_url = fake_slack.url
         started.append(bot.start())
         return bot

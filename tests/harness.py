@@ -197,7 +197,7 @@ class SlackDriver:
 class BotUnderTest(SlackDriver):
     """The serving process (Starlette + Bolt + services) on 127.0.0.1:<free port>, in this process."""
 
-    def __init__(self, settings: Settings, *, clock: FrozenClock | None = None, run_scheduler: bool = False) -> None:
+    def __init__(self, settings: Settings, *, clock: Any = None, run_scheduler: bool = False) -> None:
         self.clock = clock or FrozenClock()
         self.sleep = RecordingSleep()
         self.runtime = Runtime.start(settings, clock=self.clock, run_scheduler=run_scheduler, sleep=self.sleep)

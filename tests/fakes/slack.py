@@ -265,7 +265,7 @@ class FakeSlack(FakeServer):
                 "chat.postMessage", f"thread_ts {thread_ts} is not a root in {channel}", "thread_not_found"
             )
         ts = f"1700000000.{next(self._ts):06d}"
-        message = Message(channel, ts, args["text"], args.get("blocks") or [], thread_ts)
+        message = Message(channel, ts, args["text"], _with_block_ids(args.get("blocks") or []), thread_ts)
         self.messages.append(message)
         return _ok(
             channel=channel,
@@ -289,7 +289,7 @@ class FakeSlack(FakeServer):
                 message.history.append({"text": message.text, "blocks": message.blocks})
                 message.text = args["text"]
                 if "blocks" in args:
-                    message.blocks = args["blocks"] or []
+                    message.blocks = _with_block_ids(args["blocks"] or [])
                 return _ok(channel=channel, ts=message.ts, text=message.text)
         return self._reject("chat.update", f"no message {args['ts']} in {args['channel']}", "message_not_found")
 
@@ -353,6 +353,11 @@ class FakeSlack(FakeServer):
 
     def view_text(self, view_id: str) -> str:
         return json.dumps(self.views[view_id], ensure_ascii=False)
+
+
+def _with_block_ids(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Slack gives every block without a block_id a generated one."""
+    return [block if "block_id" in block else {**block, "block_id": f"gen{n}"} for n, block in enumerate(blocks)]
 
 
 def _ok(**fields: Any) -> FakeResponse:

@@ -1,0 +1,278 @@
+"""Following each invite until it is accepted: one member-list read per account per sweep,
+requester reminders, the "Resend invite" offer, and the resend itself."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import datetime
+
+from bot.audit import AuditEventType
+from bot.cloudflare.errors import CloudflareError, CloudflareNotFound
+from bot.cloudflare.models import Member
+from bot.decisions import Result
+from bot.durations import format_duration
+from bot.formatting import escape, mention, mentions, number, role_list
+from bot.messages import resend_offer
+from bot.services import Services
+from storage.models import AccessRequest
+from storage.repository import claim, claim_due, get_request, transition
+from storage.states import RequestStatus
+
+log = logging.getLogger(__name__)
+
+
+class InviteFollowUp:
+    def __init__(self, services: Services, *, batch: int) -> None:
+        self.services = services
+        self.batch = batch
+
+    def run(self) -> int:
+        services = self.services
+        now = services.clock.now()
+        with services.db.session() as session:
+            claimed = claim_due(
+                session,
+                RequestStatus.INVITED,
+                AccessRequest.invite_check_due_at,
+                now,
+                limit=self.batch,
+                next_due=now + services.settings.scheduler_interval,
+            )
+        by_account: dict[str, list[AccessRequest]] = defaultdict(list)
+        for request in claimed:
+            by_account[request.account_id].append(request)
+        for account_id, requests in by_account.items():
+            try:
+                # One walk of the member list per account per sweep, not one GET per request.
+                members = {m.id: m for m in services.directory.members(account_id, fresh=True).by_email.values()}
+            except CloudflareError as error:
+                log.warning("could not read members of %s; will check again next sweep: %s", account_id, error)
+                continue
+            for request in requests:
+                self._follow(request, members.get(request.cloudflare_member_id or ""), now)
+        return len(claimed)
+
+    def _follow(self, request: AccessRequest, member: Member | None, now: datetime) -> None:
+        if member is None:
+            self._revoked(request, now)
+        elif member.accepted:
+            self._accepted(request, now)
+        else:
+            self._remind_invitee(request, now)
+            self._offer_resend(request, now)
+
+    def _accepted(self, request: AccessRequest, now: datetime) -> None:
+        services = self.services
+        with services.db.session() as session:
+            if not transition(
+                session,
+                request.id,
+                RequestStatus.ACCEPTED,
+                now=now,
+                only_from={RequestStatus.INVITED},
+                accepted_at=now,
+                closed_at=now,
+                invite_check_due_at=None,
+                invite_reminder_due_at=None,
+            ):
+                return
+            services.audit.record(
+                session,
+                AuditEventType.INVITE_ACCEPTED,
+                request_id=request.id,
+                actor_slack_id=request.requester_slack_id,
+                actor_email=request.requester_email,
+                cloudflare_member_id=request.cloudflare_member_id,
+            )
+        roles = role_list(request.granted_role_names or [])
+        services.notifier.reply(
+            request.id,
+            f":tada: {mention(request.requester_slack_id)} accepted the invite "
+            f"and is now a member of {escape(request.account_name)} ({roles}).",
+        )
+        services.notifier.refresh_roots(request.id)
+        services.notifier.tell(
+            request.requester_slack_id,
+            f":tada: You are now a member of "
+            f"*{escape(request.account_name)}* ({roles}). Request {number(request.id)} is done.",
+        )
+
+    def _revoked(self, request: AccessRequest, now: datetime) -> None:
+        services = self.services
+        note = "The invite was revoked in Cloudflare (the pending member no longer exists)."
+        with services.db.session() as session:
+            if not transition(
+                session,
+                request.id,
+                RequestStatus.CANCELLED,
+                now=now,
+                only_from={RequestStatus.INVITED},
+                closed_at=now,
+                decision_note=note,
+                invite_check_due_at=None,
+                invite_reminder_due_at=None,
+            ):
+                return
+            services.audit.record(
+                session,
+                AuditEventType.INVITE_REVOKED,
+                request_id=request.id,
+                cloudflare_member_id=request.cloudflare_member_id,
+            )
+        services.notifier.reply(request.id, f":wastebasket: {note} Request {number(request.id)} is closed.")
+        services.notifier.refresh_roots(request.id)
+        services.notifier.tell(
+            request.requester_slack_id,
+            f":wastebasket: The Cloudflare invite for "
+            f"*{escape(request.account_name)}* was revoked, so request {number(request.id)} is "
+            "closed. File a new request if you still need access.",
+        )
+
+    def _remind_invitee(self, request: AccessRequest, now: datetime) -> None:
+        services = self.services
+        due = request.invite_reminder_due_at
+        if due is None or due > now:
+            return
+        with services.db.session() as session:
+            if not claim(
+                session,
+                request.id,
+                AccessRequest.status == RequestStatus.INVITED.value,
+                AccessRequest.invite_reminder_due_at == due,
+                invite_reminder_due_at=now + services.settings.invite_reminder_after,
+                invite_reminders_sent=AccessRequest.invite_reminders_sent + 1,
+            ):
+                return
+            services.audit.record(
+                session,
+                AuditEventType.REMINDER_SENT,
+                request_id=request.id,
+                kind="invitee",
+                to=[request.requester_slack_id],
+                reminder_number=request.invite_reminders_sent + 1,
+            )
+        waited = format_duration(now - (request.invited_at or now))
+        services.notifier.tell(
+            request.requester_slack_id,
+            f":envelope: Reminder: Cloudflare sent an invite to {request.requester_email} for "
+            f"*{escape(request.account_name)}* {waited} ago. Find the e-mail from Cloudflare and accept it "
+            "(check spam); until then you have no access.",
+        )
+
+    def _offer_resend(self, request: AccessRequest, now: datetime) -> None:
+        services = self.services
+        invited_at = request.invited_at or now
+        if request.resend_offered_at is not None or now - invited_at < services.settings.invite_expires_after:
+            return
+        with services.db.session() as session:
+            if not claim(
+                session,
+                request.id,
+                AccessRequest.status == RequestStatus.INVITED.value,
+                AccessRequest.resend_offered_at.is_(None),
+                resend_offered_at=now,
+            ):
+                return
+            services.audit.record(session, AuditEventType.REMINDER_SENT, request_id=request.id, kind="resend_offer")
+        approvers = sorted(services.directory.approver_ids(request.account_id))
+        text = (
+            f":hourglass: {mentions(approvers)}: the invite for {number(request.id)} is still not accepted after "
+            f"{format_duration(now - invited_at)}."
+        )
+        services.notifier.reply(request.id, text, [*resend_offer(request)])
+
+    # --- the Resend invite button --------------------------------------------------------------
+
+    def resend(self, request_id: int, actor_id: str) -> Result:
+        services = self.services
+        with services.db.session() as session:
+            request = get_request(session, request_id)
+        if request is None or request.status != RequestStatus.INVITED.value or not request.cloudflare_member_id:
+            state = request.status if request else "gone"
+            return Result(False, f"Request {number(request_id)} is {state}; there is no pending invite to resend.")
+        refused = services.decisions.refusal(request, actor_id, "resend the invite of")
+        if refused:
+            return Result(False, refused)
+        now = services.clock.now()
+        old_member_id = request.cloudflare_member_id
+        with services.db.session() as session:
+            # Claim: only the click that clears the offer resends.
+            if not claim(
+                session,
+                request_id,
+                AccessRequest.status == RequestStatus.INVITED.value,
+                AccessRequest.cloudflare_member_id == old_member_id,
+                AccessRequest.resend_offered_at.is_not(None),
+                resend_offered_at=None,
+            ):
+                return Result(False, f"The invite of {number(request_id)} was already resent.")
+        cloudflare = services.cloudflare
+        try:
+            current = cloudflare.get_member(request.account_id, old_member_id)
+            if current.accepted:
+                self._accepted(request, now)
+                return Result(False, f"{request.requester_email} has just accepted; nothing to resend.")
+            cloudflare.delete_member(request.account_id, old_member_id)
+        except CloudflareNotFound:
+            pass  # already gone: invite again
+        except CloudflareError as error:
+            with services.db.session() as session:
+                claim(session, request_id, resend_offered_at=now)
+            return Result(False, f"Cloudflare refused: {error}. Nothing changed; try again.")
+        services.directory.forget_member(request.account_id, request.requester_email)
+        try:
+            member = cloudflare.create_member(
+                request.account_id, email=request.requester_email, role_ids=list(request.granted_role_ids or [])
+            )
+        except CloudflareError as error:
+            with services.db.session() as session:
+                transition(
+                    session,
+                    request_id,
+                    RequestStatus.FAILED,
+                    now=now,
+                    only_from={RequestStatus.INVITED},
+                    invite_error=f"The old invite was cancelled but the new one failed: {error}",
+                    cloudflare_member_id=None,
+                    closed_at=now,
+                )
+                services.audit.record(
+                    session,
+                    AuditEventType.INVITE_FAILED,
+                    request_id=request_id,
+                    actor_slack_id=actor_id,
+                    error=str(error),
+                )
+            services.notifier.reply(request_id, f":warning: Resending failed: {escape(str(error))}")
+            services.notifier.refresh_roots(request_id)
+            return Result(False, f"The new invite failed: {error}")
+        services.directory.record_member(request.account_id, member)
+        with services.db.session() as session:
+            claim(
+                session,
+                request_id,
+                cloudflare_member_id=member.id,
+                invited_at=now,
+                invite_reminder_due_at=now + services.settings.invite_reminder_after,
+                invite_check_due_at=now + services.settings.scheduler_interval,
+                updated_at=now,
+            )
+            services.audit.record(
+                session,
+                AuditEventType.INVITE_RESENT,
+                request_id=request_id,
+                actor_slack_id=actor_id,
+                old_cloudflare_member_id=old_member_id,
+                cloudflare_member_id=member.id,
+            )
+        services.notifier.reply(
+            request_id, f":email: {mention(actor_id)} resent the invite to {request.requester_email}."
+        )
+        services.notifier.tell(
+            request.requester_slack_id,
+            f":email: A new Cloudflare invite for "
+            f"*{escape(request.account_name)}* was sent to {request.requester_email}; accept it "
+            "from the e-mail.",
+        )
+        return Result(True, f"Resent the invite of {number(request_id)}.")
