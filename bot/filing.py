@@ -19,6 +19,7 @@ from bot.directory import Directory
 from bot.formatting import mention, mentions, number, role_list
 from bot.matching import resolve
 from bot.messages import request_root, summary_text
+from bot.notifier import Notifier
 from bot.slack_gateway import SlackGateway, SlackProfile
 from storage.db import Database
 from storage.models import AccessRequest
@@ -68,7 +69,9 @@ class Filing:
         slack: SlackGateway,
         audit: AuditLog,
         clock: Clock,
+        notifier: Notifier,
     ) -> None:
+        self._notifier = notifier
         self._settings = settings
         self._db = db
         self._directory = directory
@@ -253,6 +256,7 @@ class Filing:
                 f"Your request {number(request.id)} could not be delivered to the approvers in Slack "
                 f"({'; '.join(errors)}). It was closed; tell your Slack admin."
             )
+        self._notifier.changed(request)
         if self._settings.approval_channel:
             return f"<#{self._settings.approval_channel}>"
         return mentions(approver_ids)

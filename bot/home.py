@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Block, ContextBlock, DividerBlock, HeaderBlock, MarkdownTextObject, SectionBlock
 from slack_sdk.models.views import View
 
@@ -10,9 +13,11 @@ from bot.durations import format_duration
 from bot.formatting import escape, mention, number, role_list
 from bot.messages import STATUS_LABEL, decision_blocks
 from bot.services import Services
+from storage.models import AccessRequest
 from storage.repository import pending_for_accounts, requests_of
 from storage.states import RequestStatus
 
+log = logging.getLogger(__name__)
 MAX_OWN = 15
 MAX_PENDING = 20
 
@@ -70,3 +75,16 @@ def home_view(services: Services, user_id: str) -> View:
             blocks.extend(decision_blocks(request, services.directory.requestable_roles(request.account_id)))
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text="`/cf-access help` lists every command.")]))
     return View(type="home", blocks=blocks[:100])
+
+
+def refresh_homes(services: Services, request: AccessRequest) -> None:
+    """Republish the Home tab of everyone a change concerns: the requester and the approvers."""
+    try:
+        approvers = services.directory.approver_ids(request.account_id)
+    except CloudflareError:
+        approvers = frozenset()
+    for user_id in sorted({request.requester_slack_id, *approvers}):
+        try:
+            services.slack.publish_home(user_id, home_view(services, user_id))
+        except SlackApiError as error:
+            log.warning("could not refresh the Home tab of %s: %s", user_id, error.response.get("error"))

@@ -7,7 +7,7 @@ them. A failed `chat.update` never loses anything: the request is marked for the
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from slack_sdk.errors import SlackApiError
@@ -33,6 +33,8 @@ class Notifier:
         self._db = db
         self._directory = directory
         self._clock = clock
+        #: Called with the request after every change shown to people (e.g. App Home refresh).
+        self.on_change: list[Callable[[AccessRequest], None]] = []
 
     def render_root(self, request: AccessRequest) -> list[Block]:
         approver_ids: Sequence[str] = ()
@@ -71,7 +73,15 @@ class Notifier:
                 request_id,
                 slack_sync_due_at=None if ok else self._clock.now() + SLACK_REPAIR_DELAY,
             )
+        self.changed(request)
         return ok
+
+    def changed(self, request: AccessRequest) -> None:
+        for hook in self.on_change:
+            try:
+                hook(request)
+            except Exception:  # a view refresh must never break the flow that changed the request
+                log.exception("after-change hook failed for #%s", request.id)
 
     def reply(self, request_id: int, text: str, blocks: Sequence[Block] = ()) -> int:
         """Post `text` in every copy's thread; returns how many threads got it."""

@@ -65,7 +65,9 @@ class Services:
         directory = Directory(settings=settings, cloudflare=cloudflare, slack=slack, clock=clock)
         audit = AuditLog(clock)
         notifier = Notifier(slack=slack, db=db, directory=directory, clock=clock)
-        filing = Filing(settings=settings, db=db, directory=directory, slack=slack, audit=audit, clock=clock)
+        filing = Filing(
+            settings=settings, db=db, directory=directory, slack=slack, audit=audit, clock=clock, notifier=notifier
+        )
         outbox = InviteOutbox(
             settings=settings,
             db=db,
@@ -79,7 +81,7 @@ class Services:
         decisions = Decisions(
             db=db, directory=directory, notifier=notifier, outbox=outbox, audit=audit, clock=clock, slack=slack
         )
-        return cls(
+        services = cls(
             settings=settings,
             clock=clock,
             db=db,
@@ -94,6 +96,10 @@ class Services:
             decisions=decisions,
             executor=TrackedExecutor(workers),
         )
+        from bot.home import refresh_homes
+
+        notifier.on_change.append(lambda request: refresh_homes(services, request))
+        return services
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)

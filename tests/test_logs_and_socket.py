@@ -1,0 +1,109 @@
+"""Structured logs without secrets, and the same listeners over Socket Mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from slack_bolt.request import BoltRequest
+
+from bot.app import build_bolt_app
+from bot.services import Services
+from tests.conftest import ALICE, BOB, World
+from tests.fakes.cloudflare import FakeCloudflare
+from tests.fakes.slack import FakeSlack
+from tests.harness import BOT_TOKEN, CF_TOKEN, SIGNING_SECRET, BotUnderTest, bot_settings
+from tests.helpers import roots_of
+from tests.process import BotProcess, bot_env
+from tests.test_replicas import request_status, wait_for
+
+SECRETS = (BOT_TOKEN, CF_TOKEN, SIGNING_SECRET)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_flow_in_process(fake_slack: FakeSlack, database_url: str, log_path: Path, env: dict[str, str]) -> str:
+    with BotProcess(env, log_path).start() as bot:
+        bot.slack_url = fake_slack.url
+        bot.command('request "Acme Production" DNS logging check', user_id=ALICE)
+        wait_for(lambda: len(roots_of(fake_slack, 1)) == 2, what="the request")
+        bot.click(roots_of(fake_slack, 1)[0], "request_approve", user_id=BOB)
+        wait_for(lambda: request_status(database_url, 1) == "invited", what="the invite")
+        bot.command("help", user_id=ALICE, secret="wrong-secret")  # a refused request is logged too
+    time.sleep(0.2)
+    return log_path.read_text()
+
+
+def test_json_logs_one_object_per_line_without_secrets(
+    fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World, database_url: str, tmp_path: Path
+) -> None:
+    env = bot_env(fake_slack, fake_cf, database_url, LOG_FORMAT="json", LOG_LEVEL="DEBUG")
+    output = run_flow_in_process(fake_slack, database_url, tmp_path / "json.log", env)
+    lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+    assert lines, "the process logged nothing"
+    assert all({"time", "level", "event"} <= set(line) for line in lines)
+    audit = {line["event"]: line for line in lines if line.get("logger") == "cf_access_bot.audit"}
+    assert {"requested", "approved", "invite_sent"} <= set(audit)
+    assert audit["approved"]["request_id"] == 1 and audit["approved"]["actor_slack_id"] == BOB
+    assert audit["approved"]["actor_email"] == "bob@example.com"
+    for secret in SECRETS:
+        assert secret not in output
+
+
+def test_text_logs_are_readable_and_without_secrets(
+    fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World, database_url: str, tmp_path: Path
+) -> None:
+    env = bot_env(fake_slack, fake_cf, database_url, LOG_LEVEL="DEBUG")
+    output = run_flow_in_process(fake_slack, database_url, tmp_path / "text.log", env)
+    approved = next(line for line in output.splitlines() if "cf_access_bot.audit: approved" in line)
+    assert "request_id=1" in approved and f'actor_slack_id="{BOB}"' in approved
+    for secret in SECRETS:
+        assert secret not in output
+
+
+def test_socket_mode_serves_the_same_listeners(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World, database_url: str
+) -> None:
+    settings = bot_settings(
+        fake_slack, fake_cf, database_url, slack_signing_secret=None, slack_app_token="xapp-1-test-app-token"
+    )
+    services = Services.build(settings)
+    try:
+        socket_app = build_bolt_app(services, socket_mode=True)
+
+        def names(app: object) -> list[str]:
+            return sorted(listener.ack_function.__name__ for listener in app._listeners)  # type: ignore[attr-defined]
+
+        assert names(socket_app) == names(bot.runtime.bolt_app)
+        assert "on_command" in names(socket_app) and "on_approve" in names(socket_app)
+        command = {
+            "command": "/cf-access",
+            "text": "help",
+            "user_id": ALICE,
+            "channel_id": "C0OPS00001",
+            "team_id": "T0TEAM0001",
+            "trigger_id": "1.2.3",
+            "response_url": fake_slack.url + "/response/s",
+        }
+        # Socket Mode envelopes arrive as dicts, unsigned: no signing secret is needed.
+        response = socket_app.dispatch(BoltRequest(body=command, mode="socket_mode"))
+        assert response.status == 200 and "/cf-access request" in response.body
+    finally:
+        services.close()
+
+
+def test_socket_command_needs_an_app_token(tmp_path: Path) -> None:
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(ROOT),
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "CLOUDFLARE_API_TOKEN": CF_TOKEN,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "socket"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "SLACK_APP_TOKEN is required" in result.stderr
