@@ -20,7 +20,7 @@ def build_bolt_app(services: Services, *, socket_mode: bool = False) -> App:
         signing_secret=secret.get_secret_value() if secret else ("unused-in-socket-mode" if socket_mode else None),
         token_verification_enabled=False,
         request_verification_enabled=not socket_mode,
-        listener_executor=services.executor,
+        listener_executor=services.listener_executor,
         logger=logging.getLogger("slack_bolt.App"),
         name="cf-access-bot",
     )

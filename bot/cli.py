@@ -36,6 +36,8 @@ def cmd_serve(_args: argparse.Namespace) -> int:
 
     settings = load_settings(require=("slack_signing_secret",))
     _configure(settings)
+    # Acks must not wait long for the GIL behind post-ack work: switch threads more often (default 5 ms).
+    sys.setswitchinterval(0.001)
     runtime = Runtime.start(settings)
     web_app = runtime.web_app()
     log.info("serving Slack on http://%s:%s/slack/events", settings.host, settings.port)

@@ -47,8 +47,11 @@ class Notifier:
                 log.warning("rendering #%s without fresh roles: %s", request.id, error)
         return request_root(request, now=self._clock.now(), approver_ids=approver_ids, grantable_roles=roles)
 
-    def refresh_roots(self, request_id: int) -> bool:
-        """Redraw every thread root; on failure schedule a repair by the sweep."""
+    def refresh_roots(self, request_id: int, *, state_changed: bool = True) -> bool:
+        """Redraw every thread root; on failure schedule a repair by the sweep.
+
+        `state_changed=False` (a reminder redrawing the age) skips the after-change hooks.
+        """
         with self._db.session() as session:
             request = get_request(session, request_id)
             messages = list(messages_for(session, request_id))
@@ -73,7 +76,8 @@ class Notifier:
                 request_id,
                 slack_sync_due_at=None if ok else self._clock.now() + SLACK_REPAIR_DELAY,
             )
-        self.changed(request)
+        if state_changed:
+            self.changed(request)
         return ok
 
     def changed(self, request: AccessRequest) -> None:

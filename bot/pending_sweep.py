@@ -53,7 +53,7 @@ class PendingSweep:
         if services.settings.approver_dm_mode:
             for approver_id in approver_ids:
                 services.notifier.tell(approver_id, text + " Approve or deny it in its thread or in my Home tab.")
-        services.notifier.refresh_roots(request.id)
+        services.notifier.refresh_roots(request.id, state_changed=False)
         with services.db.session() as session:
             services.audit.record(
                 session,

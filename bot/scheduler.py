@@ -79,7 +79,7 @@ class Sweeper:
                 )
             )
         for request_id in ids:
-            if services.notifier.refresh_roots(request_id):
+            if services.notifier.refresh_roots(request_id, state_changed=False):
                 report.roots_repaired += 1
 
 

@@ -47,7 +47,13 @@ def create_web_app(bolt_app: App, services: Services, *, on_startup: Any = None,
         except Exception as error:
             log.error("health check failed: database unreachable (%s)", type(error).__name__)
             return JSONResponse({"status": "unhealthy", "database": "unreachable"}, status_code=503)
-        return JSONResponse({"status": "ok", "database": "ok", "busy_workers": services.executor.unfinished})
+        return JSONResponse(
+            {
+                "status": "ok",
+                "database": "ok",
+                "busy_workers": services.executor.unfinished + services.listener_executor.unfinished,
+            }
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -37,6 +37,7 @@ class Services:
     outbox: InviteOutbox
     decisions: Decisions
     executor: TrackedExecutor
+    listener_executor: TrackedExecutor
 
     @classmethod
     def build(
@@ -46,7 +47,7 @@ class Services:
         clock: Clock | None = None,
         sleep: Callable[[float], None] = time.sleep,
         db: Database | None = None,
-        workers: int = 16,
+        workers: int = 4,
     ) -> Services:
         clock = clock or SystemClock()
         db = db or Database.from_url(settings.database_url)
@@ -95,13 +96,26 @@ class Services:
             outbox=outbox,
             decisions=decisions,
             executor=TrackedExecutor(workers),
+            listener_executor=TrackedExecutor(32),
         )
         from bot.home import refresh_homes
 
         notifier.on_change.append(lambda request: refresh_homes(services, request))
         return services
 
+    def wait_idle(self, timeout: float = 15.0) -> bool:
+        """Until no listener runs and no work is queued (listeners may queue work as they finish)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            remaining = max(0.0, deadline - time.monotonic())
+            if not (self.listener_executor.wait_idle(remaining) and self.executor.wait_idle(remaining)):
+                return False
+            if self.listener_executor.unfinished == 0 and self.executor.unfinished == 0:
+                return True
+        return False
+
     def close(self) -> None:
+        self.listener_executor.shutdown(wait=True)
         self.executor.shutdown(wait=True)
         self.cloudflare.close()
         self.db.engine.dispose()

@@ -11,7 +11,7 @@ from bot.decisions import already_decided
 from bot.invite_followup import InviteFollowUp
 from bot.modals import deny_modal
 from bot.services import Services
-from handlers.common import reports_failures, tell_actor
+from handlers.common import run_after_ack, tell_actor
 from handlers.payloads import decision_click
 from storage.repository import get_request
 from storage.states import RequestStatus
@@ -27,9 +27,11 @@ class ActionHandlers:
         """The role picker's own event; its value is read from `state` when Approve is clicked."""
         ack()
 
-    @reports_failures
     def on_approve(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
+        run_after_ack(self.services, body, respond, lambda: self._approve(body, respond))
+
+    def _approve(self, body: dict[str, Any], respond: Respond) -> None:
         click = decision_click(body)
         if click is None:
             tell_actor(
@@ -40,9 +42,11 @@ class ActionHandlers:
         if not result.ok:
             tell_actor(self.services, body, respond, f":warning: {result.message}")
 
-    @reports_failures
     def on_deny(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
+        run_after_ack(self.services, body, respond, lambda: self._deny(body, respond))
+
+    def _deny(self, body: dict[str, Any], respond: Respond) -> None:
         click = decision_click(body)
         if click is None:
             tell_actor(
@@ -67,9 +71,11 @@ class ActionHandlers:
         requester = services.slack.profile(request.requester_slack_id).name
         services.slack.open_view(body["trigger_id"], deny_modal(request.id, request.account_name, requester, metadata))
 
-    @reports_failures
     def on_resend_invite(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
+        run_after_ack(self.services, body, respond, lambda: self._resend_invite(body, respond))
+
+    def _resend_invite(self, body: dict[str, Any], respond: Respond) -> None:
         click = decision_click(body)
         if click is None:
             tell_actor(
@@ -81,9 +87,11 @@ class ActionHandlers:
             self.services, body, respond, (":white_check_mark: " if result.ok else ":warning: ") + result.message
         )
 
-    @reports_failures
     def on_retry_invite(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
+        run_after_ack(self.services, body, respond, lambda: self._retry_invite(body, respond))
+
+    def _retry_invite(self, body: dict[str, Any], respond: Respond) -> None:
         click = decision_click(body)
         if click is None:
             tell_actor(

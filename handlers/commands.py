@@ -14,7 +14,7 @@ from bot.formatting import escape, number, role_list
 from bot.messages import STATUS_LABEL
 from bot.modals import loading_modal, request_modal
 from bot.services import Services
-from handlers.common import failure_text
+from handlers.common import failure_text, run_after_ack
 from storage.repository import pending_for_accounts, requests_of
 from storage.states import RequestStatus
 
@@ -35,6 +35,9 @@ class CommandHandlers:
             ack(text=self.status_text(user_id), response_type="ephemeral")
             return
         ack()
+        run_after_ack(self.services, command, respond, lambda: self._run(parsed, command, respond))
+
+    def _run(self, parsed: ParsedCommand, command: dict[str, Any], respond: Respond) -> None:
         try:
             self._dispatch(parsed, command, respond)
         except Refusal as refusal:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import secrets
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from slack_bolt import Respond
 from slack_sdk.errors import SlackApiError
@@ -15,7 +14,6 @@ from bot.cloudflare.errors import CloudflareError
 from bot.services import Services
 
 log = logging.getLogger(__name__)
-F = TypeVar("F", bound=Callable[..., None])
 
 
 def failure_text(error: Exception) -> str:
@@ -48,15 +46,17 @@ def tell_actor(services: Services, body: dict[str, Any], respond: Respond | None
         services.notifier.tell(user_id, text)
 
 
-def reports_failures(method: F) -> F:
-    """After the ack, an exception must still reach the person: they get a clear message with a reference."""
+def run_after_ack(services: Services, body: dict[str, Any], respond: Respond | None, work: Callable[[], None]) -> None:
+    """Run the slow part of a listener on the work pool, so the listener thread is free at once.
 
-    @functools.wraps(method)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
+    Listeners only ack and hand over: an ack never waits behind Cloudflare or Slack calls of
+    earlier requests. A failure still reaches the person, with a reference to find it in the logs.
+    """
+
+    def guarded() -> None:
         try:
-            method(self, *args, **kwargs)
+            work()
         except Exception as error:
-            body = kwargs.get("body") or {}
-            tell_actor(self.services, body, kwargs.get("respond"), failure_text(error))
+            tell_actor(services, body, respond, failure_text(error))
 
-    return wrapper  # type: ignore[return-value]
+    services.executor.submit(guarded)

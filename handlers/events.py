@@ -17,8 +17,10 @@ class EventHandlers:
         self.services = services
 
     def on_home_opened(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        if event.get("tab") != "home":
-            return
+        if event.get("tab") == "home":
+            self.services.executor.submit(self._publish_home, body, event)
+
+    def _publish_home(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         event_id = body.get("event_id")
         if event_id:
             with self.services.db.session() as session:

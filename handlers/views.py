@@ -7,12 +7,14 @@ from typing import Any
 
 from slack_bolt import Ack
 
+from bot.cloudflare.models import Account, Role
 from bot.decisions import already_decided
 from bot.filing import Refusal, filed_message
 from bot.ids import Block
 from bot.modals import request_modal
 from bot.services import Services
-from handlers.common import failure_text, reports_failures
+from bot.slack_gateway import SlackProfile
+from handlers.common import failure_text, run_after_ack
 from handlers.payloads import deny_reason, private_metadata, request_form
 from storage.repository import get_request
 from storage.states import RequestStatus
@@ -24,10 +26,12 @@ class ViewHandlers:
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    @reports_failures
     def on_account_selected(self, ack: Ack, body: dict[str, Any]) -> None:
-        """Redraw the modal with the chosen account's requestable roles."""
         ack()
+        run_after_ack(self.services, body, None, lambda: self._account_selected(body))
+
+    def _account_selected(self, body: dict[str, Any]) -> None:
+        """Redraw the modal with the chosen account's requestable roles."""
         view = body["view"]
         account_id = body["actions"][0]["selected_option"]["value"]
         directory = self.services.directory
@@ -77,8 +81,12 @@ class ViewHandlers:
             ack(response_action="errors", errors={Block.REASON.value: failure_text(error)})
             return
         ack()
+        run_after_ack(services, body, None, lambda: self._file(user_id, profile, account, roles, form.reason))
+
+    def _file(self, user_id: str, profile: SlackProfile, account: Account, roles: list[Role], reason: str) -> None:
+        services = self.services
         try:
-            filed = services.filing.file(profile, account, roles, form.reason)
+            filed = services.filing.file(profile, account, roles, reason)
             services.notifier.tell(user_id, ":white_check_mark: " + filed_message(filed))
         except Refusal as refusal:
             services.notifier.tell(user_id, f":warning: Your request was not filed: {refusal.message}")
@@ -97,6 +105,10 @@ class ViewHandlers:
             ack(response_action="errors", errors={Block.DENY_REASON.value: message})
             return
         ack()
+        run_after_ack(services, body, None, lambda: self._deny(request_id, user_id, view, metadata))
+
+    def _deny(self, request_id: int, user_id: str, view: dict[str, Any], metadata: dict[str, str]) -> None:
+        services = self.services
         result = services.decisions.deny(request_id, user_id, deny_reason(view))
         if not result.ok:
             channel_id = metadata.get("channel_id")

@@ -233,7 +233,7 @@ class BotUnderTest(SlackDriver):
 
     def wait_idle(self, timeout: float = 15.0) -> None:
         """Wait until every piece of work the acks started has finished."""
-        assert self.services.executor.wait_idle(timeout), "background work did not finish"
+        assert self.services.wait_idle(timeout), "background work did not finish"
 
 
 @dataclass

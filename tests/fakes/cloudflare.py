@@ -10,6 +10,7 @@ import json
 import re
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +73,7 @@ class RecordedCall:
     query: dict[str, str]
     body: Any
     headers: dict[str, str]
+    received_at: float = field(default_factory=time.monotonic)
 
 
 class FakeCloudflare(FakeServer):

@@ -75,6 +75,7 @@ class FakeSlack(FakeServer):
         super().__init__()
         self.users: dict[str, SlackUser] = {}
         self.messages: list[Message] = []
+        self._by_key: dict[tuple[str, str], Message] = {}
         self.ephemerals: list[Ephemeral] = []
         self.responses: list[dict[str, Any]] = []
         self.views: dict[str, dict[str, Any]] = {}
@@ -258,15 +259,15 @@ class FakeSlack(FakeServer):
         if channel.startswith("U"):
             channel = self.dm_channel(channel)
         thread_ts = args.get("thread_ts")
-        if thread_ts and not any(
-            m.ts == thread_ts and m.channel == channel and m.thread_ts is None for m in self.messages
-        ):
+        parent = self._by_key.get((channel, str(thread_ts))) if thread_ts else None
+        if thread_ts and (parent is None or parent.thread_ts is not None):
             return self._reject(
                 "chat.postMessage", f"thread_ts {thread_ts} is not a root in {channel}", "thread_not_found"
             )
         ts = f"1700000000.{next(self._ts):06d}"
         message = Message(channel, ts, args["text"], _with_block_ids(args.get("blocks") or []), thread_ts)
         self.messages.append(message)
+        self._by_key[(channel, ts)] = message
         return _ok(
             channel=channel,
             ts=ts,
@@ -284,13 +285,13 @@ class FakeSlack(FakeServer):
         if refused:
             return refused
         channel = self._resolve_channel(str(args["channel"]))
-        for message in self.messages:
-            if message.channel == channel and message.ts == args["ts"]:
-                message.history.append({"text": message.text, "blocks": message.blocks})
-                message.text = args["text"]
-                if "blocks" in args:
-                    message.blocks = _with_block_ids(args["blocks"] or [])
-                return _ok(channel=channel, ts=message.ts, text=message.text)
+        message = self._by_key.get((str(channel), str(args["ts"])))
+        if message is not None:
+            message.history.append({"text": message.text, "blocks": message.blocks})
+            message.text = args["text"]
+            if "blocks" in args:
+                message.blocks = _with_block_ids(args["blocks"] or [])
+            return _ok(channel=channel, ts=message.ts, text=message.text)
         return self._reject("chat.update", f"no message {args['ts']} in {args['channel']}", "message_not_found")
 
     def _chat_postEphemeral(self, args: dict[str, Any]) -> FakeResponse:
