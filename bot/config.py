@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     invite_expires_after: timedelta = Field(default=timedelta(days=7))
     scheduler_interval: timedelta = Field(default=timedelta(minutes=5))
     directory_cache_ttl: timedelta = Field(default=timedelta(minutes=1))
+    # Seconds to gather changes before republishing Home tabs (0: at once).
+    home_refresh_delay: float = Field(default=2.0, ge=0, le=60)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bot.audit import AuditEventType, AuditLog
 from bot.clock import Clock
@@ -18,9 +19,10 @@ from bot.formatting import escape, mention, number, role_list, slack_date
 from bot.invites import InviteOutbox
 from bot.notifier import Notifier
 from bot.slack_gateway import SlackGateway
+from bot.state_change import change_state
 from storage.db import Database
 from storage.models import AccessRequest
-from storage.repository import get_request, transition
+from storage.repository import get_request
 from storage.states import RequestStatus
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,32 @@ class Decisions:
         self._audit = audit
         self._clock = clock
         self._slack = slack
+
+    def _change(
+        self,
+        request_id: int,
+        target: RequestStatus,
+        event: AuditEventType,
+        *,
+        only_from: set[RequestStatus],
+        actor_id: str,
+        actor_email: str | None,
+        details: dict[str, Any] | None = None,
+        **values: Any,
+    ) -> bool:
+        return change_state(
+            self._db,
+            self._audit,
+            self._clock,
+            request_id,
+            target,
+            event,
+            only_from=only_from,
+            actor_slack_id=actor_id,
+            actor_email=actor_email,
+            details=details,
+            **values,
+        )
 
     def _load(self, request_id: int) -> AccessRequest | None:
         with self._db.session() as session:
@@ -125,33 +153,27 @@ class Decisions:
             return Result(False, "Pick at least one grantable role in the role picker, then Approve again.")
         now = self._clock.now()
         actor_email = self._email_of(actor_id)
-        with self._db.session() as session:
-            won = transition(
-                session,
-                request_id,
-                RequestStatus.APPROVED,
-                now=now,
-                only_from={RequestStatus.PENDING},
-                granted_role_ids=[role.id for role in granted],
-                granted_role_names=[role.name for role in granted],
-                decided_by_slack_id=actor_id,
-                decided_by_email=actor_email,
-                decided_at=now,
-                invite_due_at=now,
-                approval_reminder_due_at=None,
-                expires_at=None,
-            )
-            if won:
-                self._audit.record(
-                    session,
-                    AuditEventType.APPROVED,
-                    request_id=request_id,
-                    actor_slack_id=actor_id,
-                    actor_email=actor_email,
-                    roles_requested=request.requested_role_names,
-                    roles_granted=[role.name for role in granted],
-                    role_ids_granted=[role.id for role in granted],
-                )
+        won = self._change(
+            request_id,
+            RequestStatus.APPROVED,
+            AuditEventType.APPROVED,
+            only_from={RequestStatus.PENDING},
+            actor_id=actor_id,
+            actor_email=actor_email,
+            details=dict(
+                roles_requested=request.requested_role_names,
+                roles_granted=[role.name for role in granted],
+                role_ids_granted=[role.id for role in granted],
+            ),
+            granted_role_ids=[role.id for role in granted],
+            granted_role_names=[role.name for role in granted],
+            decided_by_slack_id=actor_id,
+            decided_by_email=actor_email,
+            decided_at=now,
+            invite_due_at=now,
+            approval_reminder_due_at=None,
+            expires_at=None,
+        )
         if not won:
             latest = self._load(request_id)
             return Result(False, already_decided(latest) if latest else "This request no longer exists.")
@@ -186,31 +208,25 @@ class Decisions:
         note = (note or "").strip() or None
         now = self._clock.now()
         actor_email = self._email_of(actor_id)
-        with self._db.session() as session:
-            won = transition(
-                session,
-                request_id,
-                RequestStatus.DENIED,
-                now=now,
-                only_from={RequestStatus.PENDING},
-                decided_by_slack_id=actor_id,
-                decided_by_email=actor_email,
-                decided_at=now,
-                decision_note=note,
-                closed_at=now,
-                approval_reminder_due_at=None,
-                expires_at=None,
-            )
-            if won:
-                self._audit.record(
-                    session,
-                    AuditEventType.DENIED,
-                    request_id=request_id,
-                    actor_slack_id=actor_id,
-                    actor_email=actor_email,
-                    roles_requested=request.requested_role_names,
-                    reason=note,
-                )
+        won = self._change(
+            request_id,
+            RequestStatus.DENIED,
+            AuditEventType.DENIED,
+            only_from={RequestStatus.PENDING},
+            actor_id=actor_id,
+            actor_email=actor_email,
+            details=dict(
+                roles_requested=request.requested_role_names,
+                reason=note,
+            ),
+            decided_by_slack_id=actor_id,
+            decided_by_email=actor_email,
+            decided_at=now,
+            decision_note=note,
+            closed_at=now,
+            approval_reminder_due_at=None,
+            expires_at=None,
+        )
         if not won:
             latest = self._load(request_id)
             return Result(False, already_decided(latest) if latest else "This request no longer exists.")
@@ -233,26 +249,18 @@ class Decisions:
                 False, f"Request {number(request_id)} is {request.status}; only pending requests can be cancelled."
             )
         now = self._clock.now()
-        with self._db.session() as session:
-            won = transition(
-                session,
-                request_id,
-                RequestStatus.CANCELLED,
-                now=now,
-                only_from={RequestStatus.PENDING},
-                closed_at=now,
-                decision_note="Withdrawn by the requester.",
-                approval_reminder_due_at=None,
-                expires_at=None,
-            )
-            if won:
-                self._audit.record(
-                    session,
-                    AuditEventType.CANCELLED,
-                    request_id=request_id,
-                    actor_slack_id=actor_id,
-                    actor_email=request.requester_email,
-                )
+        won = self._change(
+            request_id,
+            RequestStatus.CANCELLED,
+            AuditEventType.CANCELLED,
+            only_from={RequestStatus.PENDING},
+            actor_id=actor_id,
+            actor_email=request.requester_email,
+            closed_at=now,
+            decision_note="Withdrawn by the requester.",
+            approval_reminder_due_at=None,
+            expires_at=None,
+        )
         if not won:
             latest = self._load(request_id)
             return Result(False, already_decided(latest) if latest else "This request no longer exists.")
@@ -272,26 +280,18 @@ class Decisions:
         if refused:
             return Result(False, refused)
         now = self._clock.now()
-        with self._db.session() as session:
-            won = transition(
-                session,
-                request_id,
-                RequestStatus.APPROVED,
-                now=now,
-                only_from={RequestStatus.FAILED},
-                invite_due_at=now,
-                invite_error=None,
-                closed_at=None,
-                invite_lease_until=None,
-            )
-            if won:
-                self._audit.record(
-                    session,
-                    AuditEventType.INVITE_RETRIED,
-                    request_id=request_id,
-                    actor_slack_id=actor_id,
-                    actor_email=self._email_of(actor_id),
-                )
+        won = self._change(
+            request_id,
+            RequestStatus.APPROVED,
+            AuditEventType.INVITE_RETRIED,
+            only_from={RequestStatus.FAILED},
+            actor_id=actor_id,
+            actor_email=self._email_of(actor_id),
+            invite_due_at=now,
+            invite_error=None,
+            closed_at=None,
+            invite_lease_until=None,
+        )
         if not won:
             return Result(False, f"The invite of {number(request_id)} is already being retried.")
         self._notifier.reply(request_id, f":repeat: {mention(actor_id)} is retrying the invite.")

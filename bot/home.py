@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Block, ContextBlock, DividerBlock, HeaderBlock, MarkdownTextObject, SectionBlock
@@ -77,14 +78,51 @@ def home_view(services: Services, user_id: str) -> View:
     return View(type="home", blocks=blocks[:100])
 
 
-def refresh_homes(services: Services, request: AccessRequest) -> None:
-    """Republish the Home tab of everyone a change concerns: the requester and the approvers."""
-    try:
-        approvers = services.directory.approver_ids(request.account_id)
-    except CloudflareError:
-        approvers = frozenset()
-    for user_id in sorted({request.requester_slack_id, *approvers}):
+class HomeRefresher:
+    """Republishes the Home tab of everyone a change concerns, coalesced.
+
+    A burst of changes (100 approvals in a minute) must not become hundreds of `views.publish`
+    calls: users are marked dirty and published once per HOME_REFRESH_DELAY.
+    """
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._dirty: set[str] = set()
+        self._scheduled = False
+        self._lock = threading.Lock()
+
+    def request_changed(self, request: AccessRequest) -> None:
         try:
-            services.slack.publish_home(user_id, home_view(services, user_id))
-        except SlackApiError as error:
-            log.warning("could not refresh the Home tab of %s: %s", user_id, error.response.get("error"))
+            approvers = self._services.directory.approver_ids(request.account_id)
+        except CloudflareError:
+            approvers = frozenset()
+        self.mark({request.requester_slack_id, *approvers})
+
+    def mark(self, user_ids: set[str]) -> None:
+        with self._lock:
+            self._dirty |= user_ids
+            if self._scheduled:
+                return
+            self._scheduled = True
+        delay = self._services.settings.home_refresh_delay
+        if delay > 0:
+            timer = threading.Timer(delay, self._submit_flush)
+            timer.daemon = True
+            timer.start()
+        else:
+            self._services.executor.submit(self._flush)
+
+    def _submit_flush(self) -> None:
+        try:
+            self._services.executor.submit(self._flush)
+        except RuntimeError:  # shutting down: the next start shows fresh data anyway
+            log.info("not refreshing Home tabs: shutting down")
+
+    def _flush(self) -> None:
+        with self._lock:
+            users, self._dirty, self._scheduled = self._dirty, set(), False
+        for user_id in sorted(users):
+            try:
+                self._services.slack.publish_home(user_id, home_view(self._services, user_id))
+            except SlackApiError as error:
+                log.warning("could not refresh the Home tab of %s: %s", user_id, error.response.get("error"))

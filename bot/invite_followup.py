@@ -15,6 +15,7 @@ from bot.durations import format_duration
 from bot.formatting import escape, mention, mentions, number, role_list
 from bot.messages import resend_offer
 from bot.services import Services
+from bot.state_change import change_state
 from storage.models import AccessRequest
 from storage.repository import claim, claim_due, get_request, transition
 from storage.states import RequestStatus
@@ -64,27 +65,23 @@ class InviteFollowUp:
 
     def _accepted(self, request: AccessRequest, now: datetime) -> None:
         services = self.services
-        with services.db.session() as session:
-            if not transition(
-                session,
-                request.id,
-                RequestStatus.ACCEPTED,
-                now=now,
-                only_from={RequestStatus.INVITED},
-                accepted_at=now,
-                closed_at=now,
-                invite_check_due_at=None,
-                invite_reminder_due_at=None,
-            ):
-                return
-            services.audit.record(
-                session,
-                AuditEventType.INVITE_ACCEPTED,
-                request_id=request.id,
-                actor_slack_id=request.requester_slack_id,
-                actor_email=request.requester_email,
-                cloudflare_member_id=request.cloudflare_member_id,
-            )
+        if not change_state(
+            services.db,
+            services.audit,
+            services.clock,
+            request.id,
+            RequestStatus.ACCEPTED,
+            AuditEventType.INVITE_ACCEPTED,
+            only_from={RequestStatus.INVITED},
+            actor_slack_id=request.requester_slack_id,
+            actor_email=request.requester_email,
+            details={"cloudflare_member_id": request.cloudflare_member_id},
+            accepted_at=now,
+            closed_at=now,
+            invite_check_due_at=None,
+            invite_reminder_due_at=None,
+        ):
+            return
         roles = role_list(request.granted_role_names or [])
         services.notifier.reply(
             request.id,
@@ -101,25 +98,21 @@ class InviteFollowUp:
     def _revoked(self, request: AccessRequest, now: datetime) -> None:
         services = self.services
         note = "The invite was revoked in Cloudflare (the pending member no longer exists)."
-        with services.db.session() as session:
-            if not transition(
-                session,
-                request.id,
-                RequestStatus.CANCELLED,
-                now=now,
-                only_from={RequestStatus.INVITED},
-                closed_at=now,
-                decision_note=note,
-                invite_check_due_at=None,
-                invite_reminder_due_at=None,
-            ):
-                return
-            services.audit.record(
-                session,
-                AuditEventType.INVITE_REVOKED,
-                request_id=request.id,
-                cloudflare_member_id=request.cloudflare_member_id,
-            )
+        if not change_state(
+            services.db,
+            services.audit,
+            services.clock,
+            request.id,
+            RequestStatus.CANCELLED,
+            AuditEventType.INVITE_REVOKED,
+            only_from={RequestStatus.INVITED},
+            details={"cloudflare_member_id": request.cloudflare_member_id},
+            closed_at=now,
+            decision_note=note,
+            invite_check_due_at=None,
+            invite_reminder_due_at=None,
+        ):
+            return
         services.notifier.reply(request.id, f":wastebasket: {note} Request {number(request.id)} is closed.")
         services.notifier.refresh_roots(request.id)
         services.notifier.tell(

@@ -8,8 +8,9 @@ from bot.audit import AuditEventType
 from bot.durations import format_duration
 from bot.formatting import escape, mentions, number
 from bot.services import Services
+from bot.state_change import change_state
 from storage.models import AccessRequest
-from storage.repository import claim_due, transition
+from storage.repository import claim_due
 from storage.states import RequestStatus
 
 log = logging.getLogger(__name__)
@@ -74,19 +75,20 @@ class PendingSweep:
         expired = 0
         after = format_duration(services.settings.request_expires_after)
         for request in claimed:
-            with services.db.session() as session:
-                if not transition(
-                    session,
-                    request.id,
-                    RequestStatus.EXPIRED,
-                    now=now,
-                    only_from={RequestStatus.PENDING},
-                    closed_at=now,
-                    approval_reminder_due_at=None,
-                    expires_at=None,
-                ):
-                    continue
-                services.audit.record(session, AuditEventType.EXPIRED, request_id=request.id, after=after)
+            if not change_state(
+                services.db,
+                services.audit,
+                services.clock,
+                request.id,
+                RequestStatus.EXPIRED,
+                AuditEventType.EXPIRED,
+                only_from={RequestStatus.PENDING},
+                details={"after": after},
+                closed_at=now,
+                approval_reminder_due_at=None,
+                expires_at=None,
+            ):
+                continue
             expired += 1
             services.notifier.reply(
                 request.id, f":zzz: Nobody decided within {after}; request {number(request.id)} expired."

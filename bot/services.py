@@ -98,9 +98,9 @@ class Services:
             executor=TrackedExecutor(workers),
             listener_executor=TrackedExecutor(32),
         )
-        from bot.home import refresh_homes
+        from bot.home import HomeRefresher
 
-        notifier.on_change.append(lambda request: refresh_homes(services, request))
+        notifier.on_change.append(HomeRefresher(services).request_changed)
         return services
 
     def wait_idle(self, timeout: float = 15.0) -> bool:

@@ -48,6 +48,7 @@ def bot_settings(slack: FakeSlack, cloudflare: FakeCloudflare, database_url: str
         "cloudflare_api_url": cloudflare.url + "/client/v4",
         "database_url": database_url,
         "cloudflare_timeout": 2.0,
+        "home_refresh_delay": 0,
     }
     values.update(overrides)
     return load_settings(_env_file=None, **values)
