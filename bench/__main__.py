@@ -203,18 +203,23 @@ def main() -> None:
 
     # Click -> invite: sequential clicks on requests filed for it, with Cloudflare answering at once.
     driver = bot.driver(slack.url)
-    delays = []
+    delays: list[float] = []
+    ack_times: list[float] = []
     for n in range(20 if args.quick else 60):
         user = f"U0BN{next(next_user):06d}"
         driver.command('request "Acme Production" DNS click to invite', user_id=user, wait=False)
         email = f"bench{int(user[4:])}@example.com"
         slack.wait_until(lambda e=email: any(e in m.all_text() for m in slack.roots()), timeout=30)
         root: Message = next(m for m in slack.roots() if email in m.all_text())
-        driver.click(copy.deepcopy(root), "request_approve", user_id=BOB, wait=False)
+        sent = time.monotonic()
+        response = driver.click(copy.deepcopy(root), "request_approve", user_id=BOB, wait=False)
         acked = time.monotonic()
         cloudflare.wait_for_call("POST", r"/members$", count=posts + n + 1, timeout=30)
         post = next(c for c in reversed(cloudflare.calls) if c.method == "POST" and c.body["email"] == email)
-        delays.append(max(0.0, post.received_at - acked) * 1000)
+        # The POST often reaches Cloudflare before the ack reaches the client; count from the send.
+        delays.append((post.received_at - sent) * 1000)
+        ack_times.append((acked - sent) * 1000)
+        assert response.status_code == 200
     bot.wait_quiet()
     after_memory = bot.memory_kib()
     bot.stop()
@@ -234,8 +239,10 @@ def main() -> None:
             )
     print("   targets: p99 <= 1.3x baseline at 16 concurrent; p99 < 300 ms at 64 concurrent")
     print(
-        f"\n2. Click -> Cloudflare POST: median {statistics.median(delays):.1f} ms, "
-        f"p90 {sorted(delays)[int(len(delays) * 0.9)]:.1f} ms over {len(delays)} clicks (target: median <= 50 ms)"
+        f"\n2. Click sent -> Cloudflare receives the POST: median {statistics.median(delays):.1f} ms, "
+        f"p90 {sorted(delays)[int(len(delays) * 0.9)]:.1f} ms over {len(delays)} clicks; the ack itself: median "
+        f"{statistics.median(ack_times):.1f} ms (target: median <= 50 ms; the POST usually lands before the ack "
+        "reaches the client)"
     )
     print(
         f"\n3. Cloudflare calls for {filed} filed and {approved} approved requests on one account: {burst_calls} "
