@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
@@ -16,6 +17,7 @@ from bot.invite_followup import InviteFollowUp
 from bot.pending_sweep import PendingSweep
 from bot.services import Services
 from storage.models import AccessRequest
+from storage.repository import prune_events
 
 log = logging.getLogger(__name__)
 BATCH = 200
@@ -45,6 +47,7 @@ class Sweeper:
             ("invites", self._resume_invites),
             ("invite follow-up", self._follow_invites),
             ("slack repair", self._repair_roots),
+            ("event ids", self._prune_events),
         )
         for name, step in steps:
             try:
@@ -65,6 +68,10 @@ class Sweeper:
 
     def _resume_invites(self, report: SweepReport) -> None:
         report.invites_sent += self.services.outbox.send_due(limit=BATCH)
+
+    def _prune_events(self, _report: SweepReport) -> None:
+        with self.services.db.session() as session:
+            prune_events(session, before=self.services.clock.now() - timedelta(days=1))
 
     def _repair_roots(self, report: SweepReport) -> None:
         services = self.services

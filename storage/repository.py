@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import CursorResult, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -303,3 +303,9 @@ def claim_due(
             select(AccessRequest).where(AccessRequest.id.in_(claimed_ids)).execution_options(populate_existing=True)
         )
     )
+
+
+def prune_events(session: Session, *, before: datetime) -> int:
+    """Forget Events API deliveries older than Slack's retry window (retries stop after ~5 minutes)."""
+    result = session.execute(delete(ProcessedEvent).where(ProcessedEvent.received_at < before))
+    return int(result.rowcount or 0) if isinstance(result, CursorResult) else 0

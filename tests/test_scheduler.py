@@ -233,3 +233,17 @@ def test_serving_process_runs_the_sweeps(
     assert fake_slack.wait_until(lambda: len(reminders(fake_slack, waiting)) >= 1, timeout=10)
     assert fake_slack.wait_until(lambda: "expired" in texts(fake_slack.dms_to(CAROL)), timeout=15)
     assert stored(bot, waiting).status == "expired" and stored(bot, invited).status == "accepted"
+
+
+def test_old_event_ids_are_forgotten(bot: BotUnderTest, world: World) -> None:
+    from storage.repository import remember_event
+
+    with bot.db.session() as session:
+        assert remember_event(session, "Ev0OLD", now=bot.clock.now())
+    sweep(bot)
+    with bot.db.session() as session:
+        assert not remember_event(session, "Ev0OLD", now=bot.clock.now()), "kept within Slack's retry window"
+    bot.clock.advance(timedelta(days=2))
+    sweep(bot)
+    with bot.db.session() as session:
+        assert remember_event(session, "Ev0OLD", now=bot.clock.now())
