@@ -6,7 +6,9 @@ import logging
 from typing import Any
 
 from slack_bolt import Ack, Respond
+from slack_sdk.models.views import View
 
+from bot.cloudflare.models import Account
 from bot.command_text import USAGE, ParsedCommand, parse_command, parse_request_id
 from bot.durations import format_duration
 from bot.filing import Refusal, filed_message
@@ -65,34 +67,25 @@ class CommandHandlers:
 
     def open_modal(self, command: dict[str, Any]) -> None:
         services = self.services
-        metadata = {"channel_id": command.get("channel_id", "")}
+
+        def form(accounts: list[Account]) -> View:
+            profile = services.slack.profile(command["user_id"])
+            metadata = {"channel_id": command.get("channel_id", ""), "email": profile.email or ""}
+            return request_modal(
+                accounts=accounts, selected_account=None, roles=[], email=profile.email, metadata=metadata
+            )
+
         accounts = services.directory.cached_accounts()
         if accounts is not None:
-            profile = services.slack.profile(command["user_id"])
-            view = request_modal(
-                accounts=accounts,
-                selected_account=None,
-                roles=[],
-                email=profile.email,
-                metadata={**metadata, "email": profile.email or ""},
-            )
-            services.slack.open_view(command["trigger_id"], view)
+            services.slack.open_view(command["trigger_id"], form(accounts))
             return
         # The trigger expires 3 s after the command: open at once, fill in when Cloudflare answers.
         view_id, view_hash = services.slack.open_view(command["trigger_id"], loading_modal())
-        profile = services.slack.profile(command["user_id"])
         try:
-            accounts = services.directory.accounts()
+            view = form(services.directory.accounts())
         except Exception as error:
             services.slack.update_view(view_id, loading_modal(failure_text(error)))
             return
-        view = request_modal(
-            accounts=accounts,
-            selected_account=None,
-            roles=[],
-            email=profile.email,
-            metadata={**metadata, "email": profile.email or ""},
-        )
         services.slack.update_view(view_id, view, view_hash=view_hash)
 
     def quick_request(self, user_id: str, parsed: ParsedCommand) -> str:
