@@ -16,7 +16,7 @@ from bot.clock import Clock
 from bot.cloudflare.models import Account, Role
 from bot.config import Settings
 from bot.directory import Directory
-from bot.formatting import mention, mentions, number, role_list
+from bot.formatting import mentions, number, role_list
 from bot.matching import resolve
 from bot.messages import request_root, summary_text
 from bot.notifier import Notifier
@@ -269,7 +269,3 @@ def filed_message(filed: Filed) -> str:
         f"for {request.requester_email}. Sent to {filed.delivered_to}; approvers: {mentions(filed.approver_ids)}. "
         f"You'll get a DM when it is decided. Follow it with `/cf-access status`."
     )
-
-
-def requester_mention(request: AccessRequest) -> str:
-    return mention(request.requester_slack_id)

@@ -66,7 +66,6 @@ class InviteOutbox:
         self._audit = audit
         self._clock = clock
         self._sleep = sleep
-        self.retries_seen = 0
 
     def send_due(self, *, limit: int = 50) -> int:
         """Send every approved invite that is due and unleased (start-up and each sweep)."""
@@ -139,7 +138,6 @@ class InviteOutbox:
 
     def _wait(self, request: AccessRequest, seconds: float) -> None:
         """Back off, holding the lease for the whole wait so no other process takes the invite over."""
-        self.retries_seen += 1
         with self._db.session() as session:
             claim(
                 session,

@@ -16,7 +16,6 @@ from slack_sdk.models.blocks import (
     HeaderBlock,
     MarkdownTextObject,
     Option,
-    PlainTextObject,
     SectionBlock,
     StaticMultiSelectElement,
 )
@@ -160,7 +159,3 @@ def resend_offer(request: AccessRequest) -> list[Block]:
 
 def text_block(text: str) -> list[Block]:
     return [SectionBlock(text=MarkdownTextObject(text=truncate(text, 2990)))]
-
-
-def plain(text: str) -> PlainTextObject:
-    return PlainTextObject(text=text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, Respond
@@ -12,7 +13,7 @@ from bot.invite_followup import InviteFollowUp
 from bot.modals import deny_modal
 from bot.services import Services
 from handlers.common import run_after_ack, tell_actor
-from handlers.payloads import decision_click
+from handlers.payloads import DecisionClick, decision_click
 from storage.repository import get_request
 from storage.states import RequestStatus
 
@@ -28,76 +29,63 @@ class ActionHandlers:
         ack()
 
     def on_approve(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
-        ack()
-        run_after_ack(self.services, body, respond, lambda: self._approve(body, respond))
-
-    def _approve(self, body: dict[str, Any], respond: Respond) -> None:
-        click = decision_click(body)
-        if click is None:
-            tell_actor(
-                self.services, body, respond, ":warning: That button's payload was not understood; nothing changed."
-            )
-            return
-        result = self.services.decisions.approve(click.request_id, click.user_id, click.granted_role_ids)
-        if not result.ok:
-            tell_actor(self.services, body, respond, f":warning: {result.message}")
+        self._on_click(ack, body, respond, self._approve)
 
     def on_deny(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
-        ack()
-        run_after_ack(self.services, body, respond, lambda: self._deny(body, respond))
+        self._on_click(ack, body, respond, self._deny)
 
-    def _deny(self, body: dict[str, Any], respond: Respond) -> None:
-        click = decision_click(body)
-        if click is None:
-            tell_actor(
-                self.services, body, respond, ":warning: That button's payload was not understood; nothing changed."
+    def on_resend_invite(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        self._on_click(ack, body, respond, self._resend_invite)
+
+    def on_retry_invite(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        self._on_click(ack, body, respond, self._retry_invite)
+
+    def _on_click(
+        self,
+        ack: Ack,
+        body: dict[str, Any],
+        respond: Respond,
+        handle: Callable[[DecisionClick, dict[str, Any]], str | None],
+    ) -> None:
+        """Ack, then on the work pool: parse the click, act, and tell the clicker what `handle` returns."""
+        ack()
+
+        def work() -> None:
+            click = decision_click(body)
+            said = (
+                handle(click, body) if click else ":warning: That button's payload was not understood; nothing changed."
             )
-            return
+            if said:
+                tell_actor(self.services, body, respond, said)
+
+        run_after_ack(self.services, body, respond, work)
+
+    def _approve(self, click: DecisionClick, _body: dict[str, Any]) -> str | None:
+        result = self.services.decisions.approve(click.request_id, click.user_id, click.granted_role_ids)
+        return None if result.ok else f":warning: {result.message}"
+
+    def _deny(self, click: DecisionClick, body: dict[str, Any]) -> str | None:
+        """Opens the reason form; the decision itself is taken when the form is submitted."""
         services = self.services
         with services.db.session() as session:
             request = get_request(session, click.request_id)
         if request is None:
-            tell_actor(services, body, respond, f":warning: Request #{click.request_id} does not exist.")
-            return
+            return f":warning: Request #{click.request_id} does not exist."
         if request.status != RequestStatus.PENDING.value:
-            tell_actor(services, body, respond, f":warning: {already_decided(request)}")
-            return
+            return f":warning: {already_decided(request)}"
         refused = services.decisions.refusal(request, click.user_id, "deny")
         if refused:
-            tell_actor(services, body, respond, f":warning: {refused}")
-            return
+            return f":warning: {refused}"
         container = body.get("container") or {}
         metadata = {"channel_id": str(container.get("channel_id") or "")}
         requester = services.slack.profile(request.requester_slack_id).name
         services.slack.open_view(body["trigger_id"], deny_modal(request.id, request.account_name, requester, metadata))
+        return None
 
-    def on_resend_invite(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
-        ack()
-        run_after_ack(self.services, body, respond, lambda: self._resend_invite(body, respond))
-
-    def _resend_invite(self, body: dict[str, Any], respond: Respond) -> None:
-        click = decision_click(body)
-        if click is None:
-            tell_actor(
-                self.services, body, respond, ":warning: That button's payload was not understood; nothing changed."
-            )
-            return
+    def _resend_invite(self, click: DecisionClick, _body: dict[str, Any]) -> str | None:
         result = InviteFollowUp(self.services, batch=1).resend(click.request_id, click.user_id)
-        tell_actor(
-            self.services, body, respond, (":white_check_mark: " if result.ok else ":warning: ") + result.message
-        )
+        return (":white_check_mark: " if result.ok else ":warning: ") + result.message
 
-    def on_retry_invite(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
-        ack()
-        run_after_ack(self.services, body, respond, lambda: self._retry_invite(body, respond))
-
-    def _retry_invite(self, body: dict[str, Any], respond: Respond) -> None:
-        click = decision_click(body)
-        if click is None:
-            tell_actor(
-                self.services, body, respond, ":warning: That button's payload was not understood; nothing changed."
-            )
-            return
+    def _retry_invite(self, click: DecisionClick, _body: dict[str, Any]) -> str | None:
         result = self.services.decisions.retry_invite(click.request_id, click.user_id)
-        if not result.ok:
-            tell_actor(self.services, body, respond, f":warning: {result.message}")
+        return None if result.ok else f":warning: {result.message}"

@@ -156,17 +156,6 @@ def iter_requests(
         session.expunge_all()
 
 
-def due_ids(session: Session, status: RequestStatus, due_column: Any, now: datetime, *, limit: int) -> list[int]:
-    """Ids of requests in `status` whose `due_column` has passed: an indexed range scan."""
-    query = (
-        select(AccessRequest.id)
-        .where(AccessRequest.status == status.value, due_column.is_not(None), due_column <= now)
-        .order_by(due_column)
-        .limit(limit)
-    )
-    return list(session.scalars(query))
-
-
 def invites_due(session: Session, now: datetime, *, limit: int) -> list[int]:
     """Approved requests whose invite is due and not leased by a live worker."""
     query = (

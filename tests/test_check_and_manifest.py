@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from tests.conftest import World
 from tests.fakes.cloudflare import FakeCloudflare
 from tests.fakes.slack import FakeSlack
 from tests.harness import BOT_TOKEN, CF_TOKEN, SIGNING_SECRET
+from tests.process import bot_env
 from tests.schemas import manifest_errors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,17 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_check(
     fake_slack: FakeSlack, fake_cf: FakeCloudflare, tmp_path: Path, **extra: str
 ) -> subprocess.CompletedProcess[str]:
-    env = {
-        "PATH": os.environ["PATH"],
-        "PYTHONPATH": str(ROOT),
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "CLOUDFLARE_API_TOKEN": CF_TOKEN,
-        "SLACK_API_URL": fake_slack.url + "/api/",
-        "CLOUDFLARE_API_URL": fake_cf.url + "/client/v4",
-        "DATABASE_URL": f"sqlite:///{tmp_path}/check.db",
-        **extra,
-    }
+    env = {**bot_env(fake_slack, fake_cf, f"sqlite:///{tmp_path}/check.db"), **extra}
     return subprocess.run(
         [sys.executable, "-m", "bot", "check"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )

@@ -78,7 +78,6 @@ class CloudflareClient:
         self._credentials = credentials
         self._read_attempts = read_attempts
         self._sleep = sleep
-        self.calls = 0
 
     def close(self) -> None:
         self._http.close()
@@ -156,7 +155,6 @@ class CloudflareClient:
                 self._sleep(_retry_delay(error, attempt))
 
     def _send(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None) -> Envelope:
-        self.calls += 1
         try:
             response = self._http.request(method, path, params=params, json=json)
         except httpx.TimeoutException:
