@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from bot.bolt_request import SlackRequest
+from bot.slack.bolt_request import SlackRequest
 
 
 def main() -> None:

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select, text, update
 
-from bot.clock import FrozenClock
-from bot.scheduler import Sweeper
-from bot.services import Services
+from bot.core.clock import FrozenClock
+from bot.ops.scheduler import Sweeper
+from bot.ops.wiring import build_services
 from storage.db import Database
 from storage.migrate import upgrade
 from storage.models import AccessRequest, AuditEvent, RequestMessage
@@ -117,7 +117,7 @@ def run_sweep_bench(stored: int, database_url: str | None = None) -> list[tuple[
     upgrade(db.engine)
     clock = FrozenClock()
     settings = bot_settings(slack, cloudflare, url, approval_channel="C0APPROVE1")
-    services = Services.build(settings, clock=clock, db=db, sleep=lambda _s: None)
+    services = build_services(settings, clock=clock, db=db, sleep=lambda _s: None)
     started = time.perf_counter()
     populate(db, clock, account_id, stored)
     print(f"  stored {stored} requests in {time.perf_counter() - started:.1f}s ({db.engine.dialect.name})", flush=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot.ids import COMMAND, Action, Callback
-from bot.services import Services
+from bot.access.services import Services
+from bot.slack.ids import COMMAND, Action, Callback
 from handlers.actions import ActionHandlers
 from handlers.commands import CommandHandlers
 from handlers.events import EventHandlers

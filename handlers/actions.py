@@ -8,10 +8,10 @@ from typing import Any
 
 from slack_bolt import Ack, Respond
 
-from bot.decisions import already_decided
-from bot.invite_followup import InviteFollowUp
-from bot.modals import deny_modal
-from bot.services import Services
+from bot.access.decisions import already_decided
+from bot.access.invite_followup import InviteFollowUp
+from bot.access.services import Services
+from bot.slack.modals import deny_modal
 from handlers.common import run_after_ack, tell_actor
 from handlers.payloads import DecisionClick, decision_click
 from storage.repository import get_request

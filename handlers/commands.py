@@ -8,14 +8,14 @@ from typing import Any
 from slack_bolt import Ack, Respond
 from slack_sdk.models.views import View
 
+from bot.access.filing import Refusal, filed_message
+from bot.access.services import Services
 from bot.cloudflare.models import Account
-from bot.command_text import USAGE, ParsedCommand, parse_command, parse_request_id
-from bot.durations import format_duration
-from bot.filing import Refusal, filed_message
-from bot.formatting import escape, number, role_list
-from bot.messages import STATUS_LABEL
-from bot.modals import loading_modal, request_modal
-from bot.services import Services
+from bot.core.durations import format_duration
+from bot.slack.command_text import USAGE, ParsedCommand, parse_command, parse_request_id
+from bot.slack.formatting import escape, number, role_list
+from bot.slack.messages import STATUS_LABEL
+from bot.slack.modals import loading_modal, request_modal
 from handlers.common import failure_text, run_after_ack
 from storage.repository import pending_for_accounts, requests_of
 from storage.states import RequestStatus

@@ -10,8 +10,8 @@ from typing import Any
 from slack_bolt import Respond
 from slack_sdk.errors import SlackApiError
 
+from bot.access.services import Services
 from bot.cloudflare.errors import CloudflareError
-from bot.services import Services
 
 log = logging.getLogger(__name__)
 

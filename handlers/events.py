@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.home import home_view
-from bot.services import Services
+from bot.access.home import build_home
+from bot.access.services import Services
 from storage.repository import remember_event
 
 log = logging.getLogger(__name__)
@@ -28,4 +28,4 @@ class EventHandlers:
                     log.info("event %s was already handled; Slack retry ignored", event_id)
                     return
         user_id = event["user"]
-        self.services.slack.publish_home(user_id, home_view(self.services, user_id))
+        self.services.slack.publish_home(user_id, build_home(self.services, user_id))

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from bot.ids import Block, suffix_of
+from bot.slack.ids import Block, suffix_of
 
 
 class DecisionClick(BaseModel):

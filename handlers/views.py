@@ -7,13 +7,13 @@ from typing import Any
 
 from slack_bolt import Ack
 
+from bot.access.decisions import already_decided
+from bot.access.filing import Refusal, filed_message
+from bot.access.services import Services
 from bot.cloudflare.models import Account, Role
-from bot.decisions import already_decided
-from bot.filing import Refusal, filed_message
-from bot.ids import Block
-from bot.modals import request_modal
-from bot.services import Services
-from bot.slack_gateway import SlackProfile
+from bot.slack.gateway import SlackProfile
+from bot.slack.ids import Block
+from bot.slack.modals import request_modal
 from handlers.common import failure_text, run_after_ack
 from handlers.payloads import deny_reason, private_metadata, request_form
 from storage.repository import get_request

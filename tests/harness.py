@@ -15,9 +15,9 @@ import httpx
 import uvicorn
 from slack_sdk.signature import SignatureVerifier
 
-from bot.clock import FrozenClock
-from bot.config import Settings, load_settings
-from bot.runtime import Runtime
+from bot.core.clock import FrozenClock
+from bot.core.config import Settings, load_settings
+from bot.ops.runtime import Runtime
 from storage.db import Database
 from tests.fakes.cloudflare import FakeCloudflare
 from tests.fakes.slack import FakeSlack, Message

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, load_settings
-from bot.durations import parse_duration
+from bot.core.config import ConfigError, load_settings
+from bot.core.durations import parse_duration
 
 REQUIRED = {"SLACK_BOT_TOKEN": "xoxb-secret-bot-token-123", "CLOUDFLARE_API_TOKEN": "cf-secret-token-456"}
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from slack_bolt.request import BoltRequest
 
-from bot.app import build_bolt_app
-from bot.services import Services
+from bot.ops.app import build_bolt_app
+from bot.ops.wiring import build_services
 from tests.conftest import ALICE, BOB, World
 from tests.fakes.cloudflare import FakeCloudflare
 from tests.fakes.slack import FakeSlack
@@ -70,7 +70,7 @@ def test_socket_mode_serves_the_same_listeners(
     settings = bot_settings(
         fake_slack, fake_cf, database_url, slack_signing_secret=None, slack_app_token="xapp-1-test-app-token"
     )
-    services = Services.build(settings)
+    services = build_services(settings)
     try:
         socket_app = build_bolt_app(services, socket_mode=True)
 

@@ -7,7 +7,7 @@ import copy
 import threading
 from datetime import timedelta
 
-from bot.scheduler import Sweeper
+from bot.ops.scheduler import Sweeper
 from storage.db import Database
 from storage.migrate import upgrade
 from tests.conftest import ALICE, BOB, CAROL, BotFactory, World

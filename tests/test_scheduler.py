@@ -8,8 +8,8 @@ from datetime import timedelta
 
 from sqlalchemy import event, insert
 
-from bot.clock import SystemClock
-from bot.scheduler import Sweeper
+from bot.core.clock import SystemClock
+from bot.ops.scheduler import Sweeper
 from storage.models import AccessRequest
 from tests.conftest import ALICE, BOB, CAROL, BotFactory, World
 from tests.fakes.cloudflare import FakeCloudflare

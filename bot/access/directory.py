@@ -10,13 +10,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.clock import Clock
 from bot.cloudflare.client import CloudflareClient
 from bot.cloudflare.errors import CloudflareError, CloudflareNotFound
 from bot.cloudflare.models import Account, Member, Role
-from bot.config import Settings
-from bot.slack_gateway import SlackGateway
-from bot.ttl_cache import TtlCache
+from bot.core.clock import Clock
+from bot.core.config import Settings
+from bot.core.ttl_cache import TtlCache
+from bot.slack.gateway import SlackGateway
 
 log = logging.getLogger(__name__)
 SUPER_ADMIN_ROLE_PREFIX = "super administrator"

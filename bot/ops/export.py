@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import IO, Any
 
-from bot.clock import as_utc
+from bot.core.clock import as_utc
 from storage.models import AccessRequest, AuditEvent
 
 AUDIT_COLUMNS = ["time", "request_id", "event", "actor_slack_id", "actor_email", "details"]

@@ -7,15 +7,15 @@ import logging
 from collections import defaultdict
 from datetime import datetime
 
-from bot.audit import AuditEventType
+from bot.access.audit import AuditEventType
+from bot.access.decisions import Result
+from bot.access.services import Services
+from bot.access.state_change import change_state
 from bot.cloudflare.errors import CloudflareError, CloudflareNotFound
 from bot.cloudflare.models import Member
-from bot.decisions import Result
-from bot.durations import format_duration
-from bot.formatting import escape, mention, mentions, number, role_list
-from bot.messages import resend_offer
-from bot.services import Services
-from bot.state_change import change_state
+from bot.core.durations import format_duration
+from bot.slack.formatting import escape, mention, mentions, number, role_list
+from bot.slack.messages import resend_offer
 from storage.models import AccessRequest
 from storage.repository import claim, claim_due, get_request, transition
 from storage.states import RequestStatus

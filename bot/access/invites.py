@@ -14,16 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from bot.audit import AuditEventType, AuditLog
-from bot.clock import Clock
+from bot.access.audit import AuditEventType, AuditLog
+from bot.access.directory import Directory
+from bot.access.notifier import Notifier
 from bot.cloudflare.client import CloudflareClient, backoff_delay
 from bot.cloudflare.errors import CloudflareClientError, CloudflareError, CloudflareRateLimited
 from bot.cloudflare.models import Member
-from bot.config import Settings
-from bot.directory import Directory
-from bot.formatting import escape, mention, number, role_list
-from bot.messages import text_block
-from bot.notifier import Notifier
+from bot.core.clock import Clock
+from bot.core.config import Settings
+from bot.slack.formatting import escape, mention, number, role_list
+from bot.slack.messages import text_block
 from storage.db import Database
 from storage.models import AccessRequest
 from storage.repository import claim, get_request, invites_due, lease_invite, transition

@@ -10,12 +10,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from slack_bolt import App
 from starlette.applications import Starlette
 
-from bot.app import build_bolt_app
-from bot.clock import Clock
-from bot.config import Settings
-from bot.scheduler import Sweeper, start_scheduler
-from bot.server import create_web_app
-from bot.services import Services
+from bot.access.services import Services
+from bot.core.clock import Clock
+from bot.core.config import Settings
+from bot.ops.app import build_bolt_app
+from bot.ops.scheduler import Sweeper, start_scheduler
+from bot.ops.server import create_web_app
+from bot.ops.wiring import build_services
 from storage.migrate import upgrade
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class Runtime:
         run_scheduler: bool = True,
         **service_options: object,
     ) -> Runtime:
-        services = Services.build(settings, clock=clock, **service_options)  # type: ignore[arg-type]
+        services = build_services(settings, clock=clock, **service_options)  # type: ignore[arg-type]
         upgrade(services.db.engine)
         return cls(
             services, build_bolt_app(services, socket_mode=socket_mode), Sweeper(services), run_scheduler=run_scheduler

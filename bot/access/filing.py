@@ -9,18 +9,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from slack_sdk.errors import SlackApiError
-
-from bot.audit import AuditEventType, AuditLog
-from bot.clock import Clock
+from bot.access.audit import AuditEventType, AuditLog
+from bot.access.directory import Directory
+from bot.access.matching import resolve
+from bot.access.notifier import Notifier
 from bot.cloudflare.models import Account, Role
-from bot.config import Settings
-from bot.directory import Directory
-from bot.formatting import mentions, number, role_list
-from bot.matching import resolve
-from bot.messages import request_root, summary_text
-from bot.notifier import Notifier
-from bot.slack_gateway import SlackGateway, SlackProfile
+from bot.core.clock import Clock
+from bot.core.config import Settings
+from bot.slack.formatting import mentions, number, role_list
+from bot.slack.gateway import SlackError, SlackGateway, SlackProfile
+from bot.slack.messages import request_root, summary_text
 from storage.db import Database
 from storage.models import AccessRequest
 from storage.repository import (
@@ -227,15 +225,15 @@ class Filing:
             try:
                 message = self._slack.post(self._settings.approval_channel, f"{mentions(approver_ids)}: {text}", blocks)
                 posted.append((message.channel_id, message.ts, None))
-            except SlackApiError as error:
-                errors.append(str(error.response.get("error")))
+            except SlackError as error:
+                errors.append(str(error.code))
         else:
             for approver_id in approver_ids:
                 try:
                     message = self._slack.dm(approver_id, text, blocks)
                     posted.append((message.channel_id, message.ts, approver_id))
-                except SlackApiError as error:
-                    errors.append(f"{approver_id}: {error.response.get('error')}")
+                except SlackError as error:
+                    errors.append(f"{approver_id}: {error.code}")
         now = self._clock.now()
         with self._db.session() as session:
             for channel_id, ts, recipient in posted:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Hashable
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
-from bot.clock import Clock
+from bot.core.clock import Clock
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")

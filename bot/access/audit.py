@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bot.clock import Clock
+from bot.core.clock import Clock
 from storage.repository import append_audit
 
 log = logging.getLogger("cf_access_bot.audit")

@@ -11,15 +11,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.audit import AuditEventType, AuditLog
-from bot.clock import Clock
+from bot.access.audit import AuditEventType, AuditLog
+from bot.access.directory import Directory
+from bot.access.invites import InviteOutbox
+from bot.access.notifier import Notifier
+from bot.access.state_change import change_state
 from bot.cloudflare.errors import CloudflareError
-from bot.directory import Directory
-from bot.formatting import escape, mention, number, role_list, slack_date
-from bot.invites import InviteOutbox
-from bot.notifier import Notifier
-from bot.slack_gateway import SlackGateway
-from bot.state_change import change_state
+from bot.core.clock import Clock
+from bot.slack.formatting import escape, mention, number, role_list, slack_date
+from bot.slack.gateway import SlackGateway
 from storage.db import Database
 from storage.models import AccessRequest
 from storage.repository import get_request

@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot.bolt_request import SlackRequest
-from bot.services import Services
+from bot.access.services import Services
+from bot.slack.bolt_request import SlackRequest
 
 log = logging.getLogger(__name__)
 

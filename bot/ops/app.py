@@ -6,7 +6,7 @@ import logging
 
 from slack_bolt import App
 
-from bot.services import Services
+from bot.access.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +16,7 @@ def build_bolt_app(services: Services, *, socket_mode: bool = False) -> App:
 
     secret = services.settings.slack_signing_secret
     app = App(
-        client=services.web_client,
+        client=services.slack.client,
         signing_secret=secret.get_secret_value() if secret else ("unused-in-socket-mode" if socket_mode else None),
         token_verification_enabled=False,
         request_verification_enabled=not socket_mode,

@@ -21,10 +21,10 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.cloudflare.models import Role
-from bot.durations import format_duration
-from bot.formatting import escape, mention, mentions, number, role_list, slack_date, truncate
-from bot.ids import Action, with_suffix
-from bot.ids import Block as BlockId
+from bot.core.durations import format_duration
+from bot.slack.formatting import escape, mention, mentions, number, role_list, slack_date, truncate
+from bot.slack.ids import Action, with_suffix
+from bot.slack.ids import Block as BlockId
 from storage.models import AccessRequest
 from storage.states import RequestStatus
 

@@ -19,10 +19,10 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.cloudflare.models import Account, Role
-from bot.formatting import escape, number, truncate
-from bot.ids import Action, Callback, with_suffix
-from bot.ids import Block as BlockId
-from bot.messages import role_option
+from bot.slack.formatting import escape, number, truncate
+from bot.slack.ids import Action, Callback, with_suffix
+from bot.slack.ids import Block as BlockId
+from bot.slack.messages import role_option
 
 REASON_MAX = 500
 

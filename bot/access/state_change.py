@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from bot.audit import AuditEventType, AuditLog
-from bot.clock import Clock
+from bot.access.audit import AuditEventType, AuditLog
+from bot.core.clock import Clock
 from storage.db import Database
 from storage.repository import transition
 from storage.states import RequestStatus

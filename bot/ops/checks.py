@@ -8,9 +8,9 @@ from functools import partial
 
 from slack_sdk.errors import SlackApiError
 
+from bot.access.services import Services
 from bot.cloudflare.errors import CloudflareAuthError, CloudflareError
-from bot.formatting import role_list
-from bot.services import Services
+from bot.slack.formatting import role_list
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def run_checks(services: Services) -> list[CheckResult]:
 
 
 def _slack_auth(services: Services) -> str:
-    response = services.web_client.auth_test()
+    response = services.slack.client.auth_test()
     return f"bot {response.get('user')} in team {response.get('team')}"
 
 

@@ -13,9 +13,9 @@ from datetime import timedelta
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 
-from bot.invite_followup import InviteFollowUp
-from bot.pending_sweep import PendingSweep
-from bot.services import Services
+from bot.access.invite_followup import InviteFollowUp
+from bot.access.pending_sweep import PendingSweep
+from bot.access.services import Services
 from storage.models import AccessRequest
 from storage.repository import prune_events
 

@@ -8,8 +8,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from bot.config import ConfigError, Settings, load_database_settings, load_settings
-from bot.logs import configure_logging
+from bot.core.config import ConfigError, Settings, load_database_settings, load_settings
+from bot.ops.logs import configure_logging
 
 log = logging.getLogger("cf_access_bot")
 
@@ -32,7 +32,7 @@ def _configure(settings: Settings) -> None:
 def cmd_serve(_args: argparse.Namespace) -> int:
     import uvicorn
 
-    from bot.runtime import Runtime
+    from bot.ops.runtime import Runtime
 
     settings = load_settings(require=("slack_signing_secret",))
     _configure(settings)
@@ -48,7 +48,7 @@ def cmd_serve(_args: argparse.Namespace) -> int:
 def cmd_socket(_args: argparse.Namespace) -> int:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    from bot.runtime import Runtime
+    from bot.ops.runtime import Runtime
 
     settings = load_settings(require=("slack_app_token",))
     _configure(settings)
@@ -64,12 +64,12 @@ def cmd_socket(_args: argparse.Namespace) -> int:
 
 
 def cmd_check(_args: argparse.Namespace) -> int:
-    from bot.checks import format_table, run_checks
-    from bot.services import Services
+    from bot.ops.checks import format_table, run_checks
+    from bot.ops.wiring import build_services
 
     settings = load_settings()
     _configure(settings)
-    services = Services.build(settings)
+    services = build_services(settings)
     try:
         results = run_checks(services)
     finally:
@@ -79,7 +79,7 @@ def cmd_check(_args: argparse.Namespace) -> int:
 
 
 def cmd_requests(args: argparse.Namespace) -> int:
-    from bot.export import request_record, write_requests_table
+    from bot.ops.export import request_record, write_requests_table
     from storage.db import Database
     from storage.repository import iter_requests
     from storage.states import RequestStatus
@@ -98,7 +98,7 @@ def cmd_requests(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from bot.export import write_audit
+    from bot.ops.export import write_audit
     from storage.db import Database
     from storage.repository import iter_audit
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from bot.audit import AuditEventType
-from bot.durations import format_duration
-from bot.formatting import escape, mentions, number
-from bot.services import Services
-from bot.state_change import change_state
+from bot.access.audit import AuditEventType
+from bot.access.services import Services
+from bot.access.state_change import change_state
+from bot.core.durations import format_duration
+from bot.slack.formatting import escape, mentions, number
 from storage.models import AccessRequest
 from storage.repository import claim_due
 from storage.states import RequestStatus

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,27 @@ from slack_sdk.http_retry.builtin_handlers import (
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
+__all__ = ["Block", "PostedMessage", "SlackError", "SlackGateway", "SlackProfile", "View", "make_web_client"]
+
 log = logging.getLogger(__name__)
+
+
+class SlackError(SlackApiError):
+    """What every gateway call raises when Slack refuses or cannot be reached: `code` is Slack's `error`."""
+
+    @property
+    def code(self) -> str:
+        return str(self.response.get("error") or "unknown_error")
+
+
+@contextmanager
+def _slack_errors() -> Iterator[None]:
+    try:
+        yield
+    except SlackError:
+        raise
+    except SlackApiError as error:
+        raise SlackError(str(error), error.response) from error  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True)
@@ -66,16 +87,18 @@ class SlackGateway:
 
     def lookup_user_id(self, email: str) -> str | None:
         try:
-            response = self.client.users_lookupByEmail(email=email)
-        except SlackApiError as error:
-            if error.response.get("error") in ("users_not_found", "user_not_found"):
+            with _slack_errors():
+                response = self.client.users_lookupByEmail(email=email)
+        except SlackError as error:
+            if error.code in ("users_not_found", "user_not_found"):
                 return None
             raise
         user = response["user"]
         return None if user.get("deleted") or user.get("is_bot") else str(user["id"])
 
     def profile(self, user_id: str) -> SlackProfile:
-        user = self.client.users_info(user=user_id)["user"]
+        with _slack_errors():
+            user = self.client.users_info(user=user_id)["user"]
         profile = user.get("profile") or {}
         email = profile.get("email") or None
         name = profile.get("display_name") or profile.get("real_name") or user.get("name") or user_id
@@ -86,7 +109,8 @@ class SlackGateway:
             cached = self._dm_channels.get(user_id)
         if cached:
             return cached
-        channel = str(self.client.conversations_open(users=user_id)["channel"]["id"])
+        with _slack_errors():
+            channel = str(self.client.conversations_open(users=user_id)["channel"]["id"])
         with self._lock:
             self._dm_channels[user_id] = channel
         return channel
@@ -99,27 +123,33 @@ class SlackGateway:
             kwargs["blocks"] = _dicts(blocks)
         if thread_ts:
             kwargs["thread_ts"] = thread_ts
-        response = self.client.chat_postMessage(**kwargs)
+        with _slack_errors():
+            response = self.client.chat_postMessage(**kwargs)
         return PostedMessage(str(response["channel"]), str(response["ts"]))
 
     def dm(self, user_id: str, text: str, blocks: Sequence[Block] = ()) -> PostedMessage:
         return self.post(self.dm_channel(user_id), text, blocks)
 
     def update(self, channel_id: str, ts: str, text: str, blocks: Sequence[Block]) -> None:
-        self.client.chat_update(channel=channel_id, ts=ts, text=text, blocks=_dicts(blocks))
+        with _slack_errors():
+            self.client.chat_update(channel=channel_id, ts=ts, text=text, blocks=_dicts(blocks))
 
     def ephemeral(self, channel_id: str, user_id: str, text: str) -> None:
-        self.client.chat_postEphemeral(channel=channel_id, user=user_id, text=text)
+        with _slack_errors():
+            self.client.chat_postEphemeral(channel=channel_id, user=user_id, text=text)
 
     def open_view(self, trigger_id: str, view: View) -> tuple[str, str]:
-        response = self.client.views_open(trigger_id=trigger_id, view=view.to_dict())
+        with _slack_errors():
+            response = self.client.views_open(trigger_id=trigger_id, view=view.to_dict())
         return str(response["view"]["id"]), str(response["view"]["hash"])
 
     def update_view(self, view_id: str, view: View, *, view_hash: str | None = None) -> None:
         kwargs: dict[str, Any] = {"view_id": view_id, "view": view.to_dict()}
         if view_hash:
             kwargs["hash"] = view_hash
-        self.client.views_update(**kwargs)
+        with _slack_errors():
+            self.client.views_update(**kwargs)
 
     def publish_home(self, user_id: str, view: View) -> None:
-        self.client.views_publish(user_id=user_id, view=view.to_dict())
+        with _slack_errors():
+            self.client.views_publish(user_id=user_id, view=view.to_dict())

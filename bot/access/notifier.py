@@ -10,14 +10,11 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
-from slack_sdk.errors import SlackApiError
-from slack_sdk.models.blocks import Block
-
-from bot.clock import Clock
+from bot.access.directory import Directory
 from bot.cloudflare.errors import CloudflareError
-from bot.directory import Directory
-from bot.messages import request_root, summary_text, text_block
-from bot.slack_gateway import SlackGateway
+from bot.core.clock import Clock
+from bot.slack.gateway import Block, SlackError, SlackGateway
+from bot.slack.messages import request_root, summary_text, text_block
 from storage.db import Database
 from storage.models import AccessRequest
 from storage.repository import claim, get_request, messages_for
@@ -62,13 +59,13 @@ class Notifier:
         for message in messages:
             try:
                 self._slack.update(message.channel_id, message.ts, summary_text(request), blocks)
-            except SlackApiError as error:
+            except SlackError as error:
                 ok = False
                 log.warning(
                     "could not update root of #%s in %s: %s",
                     request_id,
                     message.channel_id,
-                    error.response.get("error"),
+                    error.code,
                 )
         with self._db.session() as session:
             claim(
@@ -96,14 +93,14 @@ class Notifier:
             try:
                 self._slack.post(message.channel_id, text, blocks or text_block(text), thread_ts=message.ts)
                 delivered += 1
-            except SlackApiError as error:
-                log.warning("could not reply in the thread of #%s: %s", request_id, error.response.get("error"))
+            except SlackError as error:
+                log.warning("could not reply in the thread of #%s: %s", request_id, error.code)
         return delivered
 
     def tell(self, user_id: str, text: str, blocks: Sequence[Block] = ()) -> bool:
         try:
             self._slack.dm(user_id, text, blocks or text_block(text))
             return True
-        except SlackApiError as error:
-            log.warning("could not DM %s: %s", user_id, error.response.get("error"))
+        except SlackError as error:
+            log.warning("could not DM %s: %s", user_id, error.code)
             return False

@@ -1,0 +1,80 @@
+"""Wiring: builds every collaborator once from Settings. Nothing below `bot.ops` imports this module."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from bot.access.audit import AuditLog
+from bot.access.decisions import Decisions
+from bot.access.directory import Directory
+from bot.access.filing import Filing
+from bot.access.home import HomeRefresher
+from bot.access.invites import InviteOutbox
+from bot.access.notifier import Notifier
+from bot.access.services import Services
+from bot.cloudflare.client import CloudflareClient, CloudflareCredentials
+from bot.core.clock import Clock, SystemClock
+from bot.core.config import Settings
+from bot.core.executor import TrackedExecutor
+from bot.slack.gateway import SlackGateway, make_web_client
+from storage.db import Database
+
+
+def build_services(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    db: Database | None = None,
+    workers: int = 4,
+) -> Services:
+    clock = clock or SystemClock()
+    db = db or Database.from_url(settings.database_url)
+    slack = SlackGateway(make_web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url))
+    cloudflare = CloudflareClient(
+        base_url=settings.cloudflare_api_url,
+        credentials=CloudflareCredentials(
+            token=settings.cloudflare_api_token,
+            email=settings.cloudflare_api_email,
+            key=settings.cloudflare_api_key,
+        ),
+        timeout=settings.cloudflare_timeout,
+        sleep=sleep,
+    )
+    directory = Directory(settings=settings, cloudflare=cloudflare, slack=slack, clock=clock)
+    audit = AuditLog(clock)
+    notifier = Notifier(slack=slack, db=db, directory=directory, clock=clock)
+    filing = Filing(
+        settings=settings, db=db, directory=directory, slack=slack, audit=audit, clock=clock, notifier=notifier
+    )
+    outbox = InviteOutbox(
+        settings=settings,
+        db=db,
+        cloudflare=cloudflare,
+        directory=directory,
+        notifier=notifier,
+        audit=audit,
+        clock=clock,
+        sleep=sleep,
+    )
+    decisions = Decisions(
+        db=db, directory=directory, notifier=notifier, outbox=outbox, audit=audit, clock=clock, slack=slack
+    )
+    services = Services(
+        settings=settings,
+        clock=clock,
+        db=db,
+        slack=slack,
+        cloudflare=cloudflare,
+        directory=directory,
+        audit=audit,
+        notifier=notifier,
+        filing=filing,
+        outbox=outbox,
+        decisions=decisions,
+        executor=TrackedExecutor(workers),
+        listener_executor=TrackedExecutor(32),
+    )
+    notifier.on_change.append(HomeRefresher(services).request_changed)
+    return services
