@@ -1,20 +1,18 @@
-"""Fixtures: the fake Slack and Cloudflare, a database per test (SQLite, and PostgreSQL when
-TEST_DATABASE_URL is set), and the bot served over loopback."""
+"""Fixtures: the fake Slack and Cloudflare, a database per test (SQLite, and a scratch PostgreSQL
+database when TEST_DATABASE_URL names a server, see tests/pg.py), and the bot served over loopback."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
-from storage.db import make_engine
 from tests.fakes.cloudflare import ADMIN, ADMIN_RO, BILLING, CACHE_PURGE, DNS, SUPER_ADMIN, FakeCloudflare
 from tests.fakes.slack import FakeSlack
 from tests.harness import CF_TOKEN, BotUnderTest, bot_settings
+from tests.pg import scratch_database, server_url
 
 ALICE = "U0ALICE001"
 BOB = "U0BOB00001"
@@ -25,7 +23,7 @@ NOEMAIL = "U0NOMAIL01"
 OUTSIDER = "U0OUTSIDE1"
 FALLBACK = "U0FALLBK01"
 
-DB_BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
+DB_BACKENDS = ["sqlite"] + (["postgresql"] if server_url() else [])
 
 
 @dataclass
@@ -36,21 +34,17 @@ class World:
     bob_member: str
 
 
-def reset_postgres(url: str) -> None:
-    engine = make_engine(url)
-    with engine.begin() as connection:
-        connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-        connection.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-
-
 @pytest.fixture(params=DB_BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    """A fresh, empty database; on PostgreSQL a scratch database dropped after the test, so the
+    database TEST_DATABASE_URL names (and anything else on that server) is never written to."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/cf-access-bot.db"
-    url = os.environ["TEST_DATABASE_URL"]
-    reset_postgres(url)
-    return url
+        yield f"sqlite:///{tmp_path}/cf-access-bot.db"
+        return
+    server = server_url()
+    assert server is not None
+    with scratch_database(server) as url:
+        yield url
 
 
 @pytest.fixture
@@ -89,6 +83,11 @@ def world(fake_cf: FakeCloudflare) -> World:
     # Enough members to make the list span several pages of 50.
     for n in range(120):
         fake_cf.add_member(acme, f"engineer{n}@example.com", [DNS["id"]])
+    # Real listings are untidy: a status the bot does not know, a null user, an item it cannot read.
+    fake_cf.add_member(acme, "contractor@example.com", [DNS["id"]], status="suspended")
+    odd = fake_cf.add_member(acme, "nouser@example.com", [DNS["id"]])
+    fake_cf.accounts[acme]["members"][odd]["user"] = None
+    fake_cf.add_raw_member(acme, {"status": "accepted", "roles": None, "user": {"email": None}})
     return World(acme, staging, orange, bob_member)
 
 
@@ -102,7 +101,7 @@ def make_bot(fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World, datab
     def factory(*, clock: Any = None, run_scheduler: bool = False, **overrides: Any) -> BotUnderTest:
         settings = bot_settings(fake_slack, fake_cf, database_url, **overrides)
         bot = BotUnderTest(settings, clock=clock, run_scheduler=run_scheduler)
-        bot.slack_url = fake_slack.url
+        bot.attach(fake_slack)
         started.append(bot.start())
         return bot
 
