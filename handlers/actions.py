@@ -11,6 +11,7 @@ from slack_bolt import Ack, Respond
 from bot.access.decisions import already_decided
 from bot.access.invite_followup import InviteFollowUp
 from bot.access.services import Services
+from bot.slack.gateway import SlackError
 from bot.slack.modals import deny_modal
 from handlers.common import run_after_ack, tell_actor
 from handlers.payloads import DecisionClick, decision_click
@@ -32,7 +33,13 @@ class ActionHandlers:
         self._on_click(ack, body, respond, self._approve)
 
     def on_deny(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
-        self._on_click(ack, body, respond, self._deny)
+        """Open the reason form at once, on the listener thread, while the trigger is fresh: no
+        Cloudflare or Slack look-up first. Who may deny is checked when the form is submitted."""
+        ack()
+        click = decision_click(body)
+        said = self._open_deny_form(click, body) if click else ":warning: That button's payload was not understood."
+        if said:
+            run_after_ack(self.services, body, respond, lambda: tell_actor(self.services, body, respond, said))
 
     def on_resend_invite(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         self._on_click(ack, body, respond, self._resend_invite)
@@ -64,8 +71,7 @@ class ActionHandlers:
         result = self.services.decisions.approve(click.request_id, click.user_id, click.granted_role_ids)
         return None if result.ok else f":warning: {result.message}"
 
-    def _deny(self, click: DecisionClick, body: dict[str, Any]) -> str | None:
-        """Opens the reason form; the decision itself is taken when the form is submitted."""
+    def _open_deny_form(self, click: DecisionClick, body: dict[str, Any]) -> str | None:
         services = self.services
         with services.db.session() as session:
             request = get_request(session, click.request_id)
@@ -73,13 +79,13 @@ class ActionHandlers:
             return f":warning: Request #{click.request_id} does not exist."
         if request.status != RequestStatus.PENDING.value:
             return f":warning: {already_decided(request)}"
-        refused = services.decisions.refusal(request, click.user_id, "deny")
-        if refused:
-            return f":warning: {refused}"
         container = body.get("container") or {}
         metadata = {"channel_id": str(container.get("channel_id") or "")}
-        requester = services.slack.profile(request.requester_slack_id).name
-        services.slack.open_view(body["trigger_id"], deny_modal(request.id, request.account_name, requester, metadata))
+        form = deny_modal(request.id, request.account_name, request.requester_slack_id, metadata)
+        try:
+            services.slack.open_view(body["trigger_id"], form)
+        except SlackError as error:
+            return f":warning: Slack did not open the form ({error.code}); click Deny again."
         return None
 
     def _resend_invite(self, click: DecisionClick, _body: dict[str, Any]) -> str | None:

@@ -6,14 +6,13 @@ import logging
 from typing import Any
 
 from slack_bolt import Ack, Respond
-from slack_sdk.models.views import View
 
 from bot.access.filing import Refusal, filed_message
 from bot.access.services import Services
-from bot.cloudflare.models import Account
 from bot.core.durations import format_duration
 from bot.slack.command_text import USAGE, ParsedCommand, parse_command, parse_request_id
 from bot.slack.formatting import escape, number, role_list
+from bot.slack.gateway import SlackError
 from bot.slack.messages import STATUS_LABEL
 from bot.slack.modals import loading_modal, request_modal
 from handlers.common import failure_text, run_after_ack
@@ -37,6 +36,9 @@ class CommandHandlers:
             ack(text=self.status_text(user_id), response_type="ephemeral")
             return
         ack()
+        if parsed.name == "request" and not parsed.args:
+            self.open_modal(command, respond)
+            return
         run_after_ack(self.services, command, respond, lambda: self._run(parsed, command, respond))
 
     def _run(self, parsed: ParsedCommand, command: dict[str, Any], respond: Respond) -> None:
@@ -50,8 +52,6 @@ class CommandHandlers:
     def _dispatch(self, parsed: ParsedCommand, command: dict[str, Any], respond: Respond) -> None:
         user_id = command["user_id"]
         match parsed.name:
-            case "request" if not parsed.args:
-                self.open_modal(command)
             case "request":
                 respond(text=self.quick_request(user_id, parsed), response_type="ephemeral")
             case "accounts":
@@ -65,27 +65,27 @@ class CommandHandlers:
 
     # --- request --------------------------------------------------------------------------
 
-    def open_modal(self, command: dict[str, Any]) -> None:
+    def open_modal(self, command: dict[str, Any], respond: Respond) -> None:
+        """Spend the trigger at once, on the listener thread (it lasts 3 s and is good once); the
+        form is filled in on the work pool with `views.update` when the profile and accounts are in."""
         services = self.services
-
-        def form(accounts: list[Account]) -> View:
-            profile = services.slack.profile(command["user_id"])
-            metadata = {"channel_id": command.get("channel_id", ""), "email": profile.email or ""}
-            return request_modal(
-                accounts=accounts, selected_account=None, roles=[], email=profile.email, metadata=metadata
-            )
-
-        accounts = services.directory.cached_accounts()
-        if accounts is not None:
-            services.slack.open_view(command["trigger_id"], form(accounts))
-            return
-        # The trigger expires 3 s after the command: open at once, fill in when Cloudflare answers.
-        view_id, view_hash = services.slack.open_view(command["trigger_id"], loading_modal())
         try:
-            view = form(services.directory.accounts())
+            view_id, view_hash = services.slack.open_view(command["trigger_id"], loading_modal())
+        except SlackError as error:
+            respond(text=failure_text(error), response_type="ephemeral")
+            return
+        run_after_ack(services, command, respond, lambda: self._fill_modal(command, view_id, view_hash))
+
+    def _fill_modal(self, command: dict[str, Any], view_id: str, view_hash: str) -> None:
+        services = self.services
+        try:
+            profile = services.slack.profile(command["user_id"])
+            accounts = services.directory.accounts()
         except Exception as error:
             services.slack.update_view(view_id, loading_modal(failure_text(error)))
             return
+        metadata = {"channel_id": command.get("channel_id", ""), "email": profile.email or ""}
+        view = request_modal(accounts=accounts, selected_account=None, roles=[], email=profile.email, metadata=metadata)
         services.slack.update_view(view_id, view, view_hash=view_hash)
 
     def quick_request(self, user_id: str, parsed: ParsedCommand) -> str:

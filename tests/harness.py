@@ -60,6 +60,17 @@ class SlackDriver:
     slack_url: str = ""
     last_response_id: str = ""
     http: httpx.Client
+    fake_slack: FakeSlack | None = None
+
+    def attach(self, fake_slack: FakeSlack) -> None:
+        """Payloads point their response_url at `fake_slack` and carry trigger_ids it issued."""
+        self.fake_slack = fake_slack
+        self.slack_url = fake_slack.url
+
+    def new_trigger(self) -> str:
+        if self.fake_slack is not None:
+            return self.fake_slack.issue_trigger()
+        return f"{int(time.time())}.{next(_trigger_ids)}.abcdef"
 
     def wait_idle(self, timeout: float = 15.0) -> None:
         """Wait for the work the last request started; a no-op where that cannot be known."""
@@ -100,7 +111,7 @@ class SlackDriver:
             "api_app_id": "A0CFACCESS",
             "is_enterprise_install": "false",
             "response_url": f"{self.slack_url}/response/{response_id}",
-            "trigger_id": f"{int(time.time())}.{next(_trigger_ids)}.abcdef",
+            "trigger_id": self.new_trigger(),
         }
         response = self.signed_post(urlencode(form), "application/x-www-form-urlencoded", **signing)
         if wait:
@@ -148,7 +159,7 @@ class SlackDriver:
             "user": {"id": user_id, "username": user_id.lower(), "name": user_id.lower(), "team_id": "T0TEAM0001"},
             "api_app_id": "A0CFACCESS",
             "token": "legacy-verification-token",
-            "trigger_id": f"{int(time.time())}.{next(_trigger_ids)}.abcdef",
+            "trigger_id": self.new_trigger(),
             "container": {
                 "type": "message",
                 "message_ts": message.ts,
@@ -172,7 +183,7 @@ class SlackDriver:
             "user": {"id": user_id, "username": user_id.lower(), "name": user_id.lower(), "team_id": "T0TEAM0001"},
             "api_app_id": "A0CFACCESS",
             "token": "legacy-verification-token",
-            "trigger_id": f"{int(time.time())}.{next(_trigger_ids)}.abcdef",
+            "trigger_id": self.new_trigger(),
             "view": {**view, "state": {"values": values}},
             "response_urls": [],
             "is_enterprise_install": False,
@@ -186,7 +197,7 @@ class SlackDriver:
             "user": {"id": user_id, "username": user_id.lower(), "name": user_id.lower(), "team_id": "T0TEAM0001"},
             "api_app_id": "A0CFACCESS",
             "token": "legacy-verification-token",
-            "trigger_id": f"{int(time.time())}.{next(_trigger_ids)}.abcdef",
+            "trigger_id": self.new_trigger(),
             "container": {"type": "view", "view_id": view["id"]},
             "view": view,
             "actions": [action],

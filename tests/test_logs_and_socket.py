@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_flow_in_process(fake_slack: FakeSlack, database_url: str, log_path: Path, env: dict[str, str]) -> str:
     with BotProcess(env, log_path).start() as bot:
-        bot.slack_url = fake_slack.url
+        bot.attach(fake_slack)
         bot.command('request "Acme Production" DNS logging check', user_id=ALICE)
         wait_for(lambda: len(roots_of(fake_slack, 1)) == 2, what="the request")
         bot.click(roots_of(fake_slack, 1)[0], "request_approve", user_id=BOB)

@@ -51,7 +51,7 @@ def test_two_replicas_racing_approve_clicks(
         BotProcess(env, tmp_path / "b.log").start() as replica_b,
     ):
         for replica in (replica_a, replica_b):
-            replica.slack_url = fake_slack.url
+            replica.attach(fake_slack)
         file_via(replica_a, fake_slack)
         copies = [copy.deepcopy(root) for root in roots_of(fake_slack, 1)]
         barrier = threading.Barrier(8)
@@ -84,7 +84,7 @@ def _sigkill_during(
 ) -> None:
     env = bot_env(fake_slack, fake_cf, database_url, INVITE_LEASE="2s", SCHEDULER_INTERVAL="1s")
     first = BotProcess(env, tmp_path / "first.log").start()
-    first.slack_url = fake_slack.url
+    first.attach(fake_slack)
     try:
         file_via(first, fake_slack)
         seen = len(fake_cf.calls_to(call.method, call.path_pattern))

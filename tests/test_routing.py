@@ -146,8 +146,15 @@ def test_stranger_and_requester_cannot_decide(
     bot.click(carol_copy, "request_approve", user_id=MALLORY)
     told = fake_slack.responses_for(bot.last_response_id)[-1]
     assert told["response_type"] == "ephemeral" and "You are not allowed to approve #1" in told["text"]
+    opened_before = len(fake_slack.calls_to("views.open"))
     bot.click(carol_copy, "request_deny", user_id=MALLORY)
-    assert "not allowed to deny" in fake_slack.responses_for(bot.last_response_id)[-1]["text"]
+    # The form opens at once with the fresh trigger; who may deny is checked on submission.
+    assert len(fake_slack.calls_to("views.open")) == opened_before + 1
+    deny_form = fake_slack.views[max(fake_slack.views)]
+    values = {"deny_reason": {"deny_reason_input": {"type": "plain_text_input", "value": "no"}}}
+    assert bot.submit_view(deny_form, values, user_id=MALLORY).status_code == 200
+    told_mallory = [e.text for e in fake_slack.ephemerals_to(MALLORY)] + [m.text for m in fake_slack.dms_to(MALLORY)]
+    assert any("not allowed to deny" in text for text in told_mallory), told_mallory
     assert stored(bot, request_id).status == "pending" and not fake_cf.calls_to("POST", r"/members$")
     refused = [e for e in audit_events(bot, request_id) if e.event == "decision_refused"]
     assert [(e.actor_slack_id, e.details["why"]) for e in refused] == [

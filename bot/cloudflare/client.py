@@ -23,12 +23,15 @@ from bot.cloudflare.errors import (
     CloudflareRateLimited,
     CloudflareServerError,
     CloudflareUnavailable,
+    CloudflareUnreadable,
 )
-from bot.cloudflare.models import Account, Envelope, Member, Role, TokenStatus
+from bot.cloudflare.models import Account, Envelope, Member, MemberUser, Role, TokenStatus
 
 log = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
 PER_PAGE = 50
+# A listing longer than this is a server that never says "last page": stop rather than loop forever.
+MAX_PAGES = 2000
 _MAX_RETRY_AFTER = 60.0
 
 
@@ -103,9 +106,23 @@ class CloudflareClient:
         return Member.model_validate(self._get(f"/accounts/{account_id}/members/{member_id}").result)
 
     def create_member(self, account_id: str, *, email: str, role_ids: list[str]) -> Member:
-        """Invite `email` with the given roles. Not retried here: a retry could invite twice."""
+        """Invite `email` with the given roles. Not retried here: a retry could invite twice.
+
+        Only the member id is read from the answer (Cloudflare's answer may omit `roles`); without
+        an id the call is ambiguous and the caller re-reads the member list before anything else.
+        """
         envelope = self._send("POST", f"/accounts/{account_id}/members", json={"email": email, "roles": role_ids})
-        return Member.model_validate(envelope.result)
+        result = envelope.result if isinstance(envelope.result, dict) else {}
+        member_id = result.get("id")
+        if not isinstance(member_id, str) or not member_id:
+            raise CloudflareUnreadable(f"Cloudflare accepted the invite for {account_id} but sent no member id")
+        return Member(
+            id=member_id,
+            status=str(result.get("status") or "pending"),
+            email=email,
+            user=MemberUser(email=email),
+            roles=[Role(id=role_id, name="") for role_id in role_ids],
+        )
 
     def delete_member(self, account_id: str, member_id: str) -> None:
         self._send("DELETE", f"/accounts/{account_id}/members/{member_id}")
@@ -124,24 +141,27 @@ class CloudflareClient:
     # --- transport -----------------------------------------------------------------------------
 
     def _paged(self, path: str, model: type[ModelT], params: dict[str, Any] | None = None) -> Iterator[ModelT]:
-        page = 1
-        while True:
+        """Every item of a listing: to `result_info.total_pages` when given, else to the first empty
+        page (a short page is not the end: a server may answer fewer items than `per_page`).
+
+        An item that cannot be read is skipped and logged; it never fails the whole listing.
+        """
+        for page in range(1, MAX_PAGES + 1):
             envelope = self._get(path, {**(params or {}), "page": page, "per_page": PER_PAGE})
-            items = envelope.result or []
+            items = envelope.result if envelope.result is not None else []
             if not isinstance(items, list):
-                raise CloudflareError(f"expected a list from {path}")
-            for item in items:
+                raise CloudflareUnreadable(f"expected a list from {path}, got {type(items).__name__}")
+            for position, item in enumerate(items):
                 try:
                     yield model.model_validate(item)
                 except ValidationError as error:
-                    raise CloudflareError(f"unexpected object from {path}: {error.errors()[0]['msg']}") from None
-            info = envelope.result_info or {}
-            total_pages = info.get("total_pages")
-            if not items or len(items) < int(info.get("per_page") or PER_PAGE):
+                    first = error.errors()[0]
+                    where = ".".join(str(part) for part in first["loc"])
+                    log.warning("skipped item %s of page %s of %s: %s: %s", position, page, path, where, first["msg"])
+            total_pages = (envelope.result_info or {}).get("total_pages")
+            if not items or (isinstance(total_pages, int) and page >= total_pages):
                 return
-            if isinstance(total_pages, int) and page >= total_pages:
-                return
-            page += 1
+        raise CloudflareUnreadable(f"{path} did not end after {MAX_PAGES} pages")
 
     def _get(self, path: str, params: dict[str, Any] | None = None) -> Envelope:
         attempt = 0
@@ -185,7 +205,14 @@ def _parse(response: httpx.Response) -> Envelope:
     if response.is_success and envelope is not None and envelope.success:
         return envelope
     first = envelope.errors[0] if envelope and envelope.errors else None
-    message = first.message if first and first.message else response.reason_phrase or "unexpected response"
+    if first and first.message:
+        message = first.message
+    elif envelope is None:
+        # Not Cloudflare's JSON: a proxy's or load balancer's page. Its text is never shown.
+        kind = response.headers.get("content-type", "").split(";")[0] or "no content type"
+        message = f"{response.reason_phrase or 'unexpected response'} ({kind} instead of Cloudflare's JSON)"
+    else:
+        message = response.reason_phrase or "unexpected response"
     code = first.code if first else None
     status = response.status_code
     if status == 429:
@@ -198,7 +225,9 @@ def _parse(response: httpx.Response) -> Envelope:
         raise CloudflareNotFound(message, status=status, code=code)
     if status >= 400:
         raise CloudflareClientError(message, status=status, code=code)
-    # 2xx with success: false (or an unreadable body): treat as a refusal with Cloudflare's text.
+    if envelope is None:
+        raise CloudflareUnreadable(message, status=status)  # a 2xx we cannot read may still have acted
+    # 2xx with success: false: a refusal with Cloudflare's text.
     raise CloudflareClientError(message, status=status, code=code)
 
 

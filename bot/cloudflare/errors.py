@@ -55,3 +55,10 @@ class CloudflareUnavailable(CloudflareError):
 
     ambiguous = True
     retryable = True
+
+
+class CloudflareUnreadable(CloudflareError):
+    """A success whose body could not be read (no member id, not JSON): the call may have acted."""
+
+    ambiguous = True
+    retryable = True

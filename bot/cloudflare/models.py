@@ -1,4 +1,8 @@
-"""Pydantic models of the Cloudflare objects the bot reads; unknown fields are ignored."""
+"""Pydantic models of the Cloudflare objects the bot reads.
+
+Real answers are untidy: unknown fields are ignored, `null` stands for "not set" anywhere, and a
+status the bot does not know is kept as it is (only `accepted` counts as a member).
+"""
 
 from __future__ import annotations
 
@@ -11,16 +15,34 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+def _null_is_empty(value: Any) -> Any:
+    return "" if value is None else value
+
+
 class Account(_Model):
     id: str
-    name: str
+    name: str = ""
     type: str | None = None
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name_may_be_null(cls, value: Any) -> Any:
+        return _null_is_empty(value)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
 
 
 class Role(_Model):
     id: str
     name: str
     description: str = ""
+
+    @field_validator("description", mode="before")
+    @classmethod
+    def _description_may_be_null(cls, value: Any) -> Any:
+        return _null_is_empty(value)
 
 
 class MemberUser(_Model):
@@ -32,7 +54,7 @@ class MemberUser(_Model):
 
 class Member(_Model):
     id: str
-    status: str
+    status: str = "unknown"
     email: str | None = None
     user: MemberUser = Field(default_factory=MemberUser)
     roles: list[Role] = Field(default_factory=list)
@@ -41,6 +63,16 @@ class Member(_Model):
     @classmethod
     def _roles_may_be_null(cls, value: Any) -> Any:
         return value or []
+
+    @field_validator("user", mode="before")
+    @classmethod
+    def _user_may_be_null(cls, value: Any) -> Any:
+        return value or {}
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status_may_be_null(cls, value: Any) -> Any:
+        return value or "unknown"
 
     @property
     def contact_email(self) -> str:

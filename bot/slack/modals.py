@@ -19,7 +19,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.cloudflare.models import Account, Role
-from bot.slack.formatting import escape, number, truncate
+from bot.slack.formatting import escape, mention, number, truncate
 from bot.slack.ids import Action, Callback, with_suffix
 from bot.slack.ids import Block as BlockId
 from bot.slack.messages import role_option
@@ -98,14 +98,14 @@ def request_modal(
         type="modal",
         callback_id=Callback.REQUEST_MODAL,
         title="Cloudflare access",
-        submit="Request" if selected_account is not None and roles else None,
+        submit="Request",  # Slack refuses a view with inputs and no submit; empty fields are refused on submit
         close="Cancel",
         private_metadata=json.dumps(metadata),
         blocks=blocks,
     )
 
 
-def deny_modal(request_id: int, account_name: str, requester_name: str, metadata: dict[str, str]) -> View:
+def deny_modal(request_id: int, account_name: str, requester_slack_id: str, metadata: dict[str, str]) -> View:
     return View(
         type="modal",
         callback_id=Callback.DENY_MODAL,
@@ -116,7 +116,7 @@ def deny_modal(request_id: int, account_name: str, requester_name: str, metadata
         blocks=[
             SectionBlock(
                 text=MarkdownTextObject(
-                    text=f"Deny {escape(requester_name)}'s request {number(request_id)} for "
+                    text=f"Deny {mention(requester_slack_id)}'s request {number(request_id)} for "
                     f"*{escape(account_name)}*? The requester is told, with your reason if you give one."
                 )
             ),

@@ -2,6 +2,10 @@
 
 It answers with Cloudflare's envelope and error bodies, pages like Cloudflare (per_page 5..50),
 validates every request body against Cloudflare's own OpenAPI extract, and can inject faults.
+It is as untidy as the real API: role descriptions and user names may be `null`, the
+`POST .../members` answer omits `roles` (a known Cloudflare bug), listings may carry members with
+a status the bot does not know or that cannot be read at all, `total_pages` may be missing, and a
+proxy in front may answer with an HTML error page.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ DNS = {"id": "069fe803647ed3609e93d041d5df6050", "name": "DNS", "description": "
 CACHE_PURGE = {
     "id": "d1c17a97abf0aa371338074955877ba0",
     "name": "Cache Purge",
-    "description": "Can purge the edge cache and read zone settings.",
+    "description": None,  # real role listings carry null descriptions
 }
 DEFAULT_ROLES = [SUPER_ADMIN, ADMIN, ADMIN_RO, BILLING, DNS, CACHE_PURGE]
 _PERMISSIONS = {key: {"read": True, "write": False} for key in ("analytics", "billing", "dns", "zones")}
@@ -64,6 +68,8 @@ class Fault:
     # with status 200 the real answer is sent, late.
     after_effect: bool = False
     times: int = 1
+    # A proxy's HTML error page instead of Cloudflare's JSON envelope.
+    html: bool = False
 
 
 @dataclass
@@ -87,6 +93,10 @@ class FakeCloudflare(FakeServer):
         self.faults: list[Fault] = []
         self.schema_violations: list[str] = []
         self.account_owned_token = False
+        # Listings: whether result_info carries total_pages (the 2024 schema has none), and the
+        # largest per_page honoured (a server may answer fewer items per page than asked).
+        self.total_pages_in_listings = True
+        self.max_per_page = 50
         self._changed = threading.Condition(self.lock)
 
     # --- state set-up used by tests ----------------------------------------------------------
@@ -122,13 +132,18 @@ class FakeCloudflare(FakeServer):
             member["status"] = "accepted"
             member["user"].update(id=_hex(), first_name="New", last_name="Member")
 
+    def add_raw_member(self, account_id: str, item: dict[str, Any]) -> None:
+        """A listing item exactly as given: one the bot cannot read (no id) or an odd shape."""
+        with self.lock:
+            self.accounts[account_id]["members"][f"raw-{len(self.accounts[account_id]['members'])}"] = item
+
     def remove(self, account_id: str, member_id: str) -> None:
         with self.lock:
             del self.accounts[account_id]["members"][member_id]
 
     def members_with_email(self, account_id: str, email: str) -> list[dict[str, Any]]:
         with self.lock:
-            return [m for m in self.accounts[account_id]["members"].values() if m["email"] == email.lower()]
+            return [m for m in self.accounts[account_id]["members"].values() if m.get("email") == email.lower()]
 
     def inject(self, fault: Fault) -> None:
         with self.lock:
@@ -184,6 +199,11 @@ class FakeCloudflare(FakeServer):
 
     @staticmethod
     def _fault_response(fault: Fault) -> FakeResponse:
+        if fault.html:
+            page = f"<html><head><title>{fault.status} Bad Gateway</title></head><body><center><h1>{fault.status} Bad Gateway</h1></center><hr><center>cloudflare</center></body></html>"
+            return FakeResponse(
+                fault.status, None, fault.headers, delay=fault.delay, raw=page.encode(), content_type="text/html"
+            )
         body = fault.body
         if body is None:
             if fault.status == 429:
@@ -237,7 +257,7 @@ class FakeCloudflare(FakeServer):
         if method == "GET" and path == "/accounts":
             if self.account_owned_token:
                 return _failure(400, 1001, "List accounts endpoint does not support account owned tokens.")
-            return _page([a["account"] for a in self.accounts.values()], query)
+            return self._page([a["account"] for a in self.accounts.values()], query)
         match = re.fullmatch(r"/accounts/([^/]+)(/.*)?", path)
         if not match:
             return _failure(404, 7000, "No route for that URI")
@@ -250,13 +270,13 @@ class FakeCloudflare(FakeServer):
         if method == "GET" and rest == "/tokens/verify":
             return _success({"id": _hex(), "status": "active"})
         if method == "GET" and rest == "/roles":
-            return _page(account["roles"], query)
+            return self._page(account["roles"], query)
         if rest == "/members":
             if method == "GET":
                 members = list(account["members"].values())
                 if query.get("status"):
-                    members = [m for m in members if m["status"] == query["status"]]
-                return _page(members, query)
+                    members = [m for m in members if m.get("status") == query["status"]]
+                return self._page(members, query)
             if method == "POST":
                 return self._create_member(account_id, body)
         member_match = re.fullmatch(r"/members/([^/]+)", rest)
@@ -296,7 +316,9 @@ class FakeCloudflare(FakeServer):
             return _failure(400, 1001, "Invalid request: Invalid role assignments found")
         if self.members_with_email(account_id, body["email"]):
             return _failure(400, 1005, "Invalid request: user is already a member of this account")
-        return _success(self._new_member(account_id, body["email"], body["roles"]))
+        member = self._new_member(account_id, body["email"], body["roles"])
+        # Cloudflare's answer to the create omits `roles` (a known bug): the bot may rely on the id only.
+        return _success({key: value for key, value in member.items() if key != "roles"})
 
     def _new_member(self, account_id: str, email: str, role_ids: list[str]) -> dict[str, Any]:
         account = self.accounts[account_id]
@@ -325,6 +347,22 @@ class FakeCloudflare(FakeServer):
         account["members"][member["id"]] = member
         return member
 
+    def _page(self, items: list[Any], query: dict[str, str]) -> FakeResponse:
+        try:
+            page = max(1, int(query.get("page", "1")))
+            per_page = int(query.get("per_page", "20"))
+        except ValueError:
+            return _failure(400, 1001, "Invalid request: page and per_page must be numbers")
+        if not 5 <= per_page <= 50:
+            return _failure(400, 1001, "Invalid request: per_page must be between 5 and 50")
+        per_page = min(per_page, self.max_per_page)
+        start = (page - 1) * per_page
+        chunk = items[start : start + per_page]
+        info: dict[str, Any] = {"page": page, "per_page": per_page, "count": len(chunk), "total_count": len(items)}
+        if self.total_pages_in_listings:
+            info["total_pages"] = max(1, -(-len(items) // per_page))
+        return FakeResponse(200, {"success": True, "errors": [], "messages": [], "result": chunk, "result_info": info})
+
 
 def _success(result: Any, *, messages: list[Any] | None = None) -> FakeResponse:
     return FakeResponse(200, {"success": True, "errors": [], "messages": messages or [], "result": result})
@@ -333,33 +371,4 @@ def _success(result: Any, *, messages: list[Any] | None = None) -> FakeResponse:
 def _failure(status: int, code: int, message: str) -> FakeResponse:
     return FakeResponse(
         status, {"success": False, "errors": [{"code": code, "message": message}], "messages": [], "result": None}
-    )
-
-
-def _page(items: list[Any], query: dict[str, str]) -> FakeResponse:
-    try:
-        page = max(1, int(query.get("page", "1")))
-        per_page = int(query.get("per_page", "20"))
-    except ValueError:
-        return _failure(400, 1001, "Invalid request: page and per_page must be numbers")
-    if not 5 <= per_page <= 50:
-        return _failure(400, 1001, "Invalid request: per_page must be between 5 and 50")
-    start = (page - 1) * per_page
-    chunk = items[start : start + per_page]
-    total_pages = max(1, -(-len(items) // per_page))
-    return FakeResponse(
-        200,
-        {
-            "success": True,
-            "errors": [],
-            "messages": [],
-            "result": chunk,
-            "result_info": {
-                "page": page,
-                "per_page": per_page,
-                "count": len(chunk),
-                "total_count": len(items),
-                "total_pages": total_pages,
-            },
-        },
     )

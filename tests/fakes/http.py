@@ -19,12 +19,17 @@ class FakeResponse:
         *,
         delay: float = 0.0,
         drop: bool = False,
+        raw: bytes | None = None,
+        content_type: str = "application/json; charset=utf-8",
     ) -> None:
         self.status = status
         self.body = body
         self.headers = headers or {}
         self.delay = delay
         self.drop = drop
+        # A body that is not JSON (a proxy's HTML error page), sent as is.
+        self.raw = raw
+        self.content_type = content_type
 
 
 class FakeServer:
@@ -52,9 +57,9 @@ class FakeServer:
                     self.close_connection = True
                     self.connection.close()
                     return
-                payload = json.dumps(response.body).encode()
+                payload = response.raw if response.raw is not None else json.dumps(response.body).encode()
                 self.send_response(response.status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Type", response.content_type)
                 self.send_header("Content-Length", str(len(payload)))
                 for key, value in response.headers.items():
                     self.send_header(key, value)

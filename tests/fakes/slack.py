@@ -1,8 +1,10 @@
 """A stateful fake of the Slack Web API and of `response_url`s.
 
-It answers with Slack's envelope (`ok`/`error`, HTTP 429 + Retry-After when rate limited), checks
-required arguments against Slack's OpenAPI spec, enforces Block Kit's per-message limits, and
-keeps messages, threads, views and DMs so tests assert what users would see.
+It answers with Slack's envelope (`ok`/`error`, HTTP 429 + Retry-After when rate limited) and is
+as strict as Slack: required and unknown arguments are checked against Slack's OpenAPI spec,
+Block Kit limits and view rules (a modal with inputs needs `submit`) are enforced
+(`tests/fakes/block_kit.py`), a `trigger_id` is good once and for 3 seconds, channels must
+exist. It keeps messages, threads, views and DMs so tests assert what users would see.
 """
 
 from __future__ import annotations
@@ -10,15 +12,21 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from tests.fakes.block_kit import message_errors, view_errors
 from tests.fakes.http import FakeResponse, FakeServer
-from tests.schemas import slack_required_arguments
+from tests.schemas import slack_known_arguments, slack_required_arguments
 
 BOT_USER_ID = "U0CFBOT001"
+TEAM_ID = "T0TEAM0001"
+TRIGGER_TTL = 3.0  # seconds: "Pass a valid trigger_id within 3 seconds of receiving it"
+DEFAULT_CHANNELS = ("C0APPROVE1", "C0OPS00001")
 _FORM_ENCODED_JSON_FIELDS = ("blocks", "view", "attachments")
 
 
@@ -29,6 +37,11 @@ class SlackUser:
     name: str
     deleted: bool = False
     is_bot: bool = False
+    is_restricted: bool = False
+    is_ultra_restricted: bool = False
+    is_stranger: bool = False
+    team_id: str = TEAM_ID
+    is_email_confirmed: bool = True
 
 
 @dataclass
@@ -68,6 +81,8 @@ class SlackFault:
     retry_after: int = 1
     times: int = 1
     delay: float = 0.0
+    # The call takes effect (the message is posted) and only the answer fails: Slack's 5xx are ambiguous.
+    after_effect: bool = False
 
 
 class FakeSlack(FakeServer):
@@ -84,6 +99,8 @@ class FakeSlack(FakeServer):
         self.errors: list[str] = []
         self.faults: list[SlackFault] = []
         self.used_triggers: set[str] = set()
+        self.triggers: dict[str, float] = {}
+        self.channels: dict[str, bool] = dict.fromkeys(DEFAULT_CHANNELS, False)  # id -> private
         self._ts = itertools.count(1)
         self._view_ids = itertools.count(1)
         self._changed = threading.Condition(self.lock)
@@ -91,11 +108,26 @@ class FakeSlack(FakeServer):
 
     # --- set-up and inspection ---------------------------------------------------------------
 
-    def add_user(
-        self, user_id: str, email: str | None, name: str, *, is_bot: bool = False, deleted: bool = False
-    ) -> str:
-        self.users[user_id] = SlackUser(user_id, email, name, deleted=deleted, is_bot=is_bot)
+    def add_user(self, user_id: str, email: str | None, name: str, **standing: Any) -> str:
+        """`standing`: deleted, is_bot, is_restricted, is_ultra_restricted, is_stranger, team_id, is_email_confirmed."""
+        self.users[user_id] = SlackUser(user_id, email, name, **standing)
         return user_id
+
+    def add_channel(self, channel_id: str, *, private: bool = False) -> str:
+        self.channels[channel_id] = private
+        return channel_id
+
+    def issue_trigger(self) -> str:
+        """A trigger_id as Slack puts in a command or interaction payload: good once, for 3 seconds."""
+        trigger = f"{secrets.randbelow(10**11)}.{secrets.randbelow(10**9)}.{secrets.token_hex(16)}"
+        with self.lock:
+            self.triggers[trigger] = time.monotonic()
+        return trigger
+
+    def age_triggers(self, seconds: float) -> None:
+        """Pretend every trigger issued so far was issued `seconds` earlier (no sleeping in tests)."""
+        with self.lock:
+            self.triggers = {trigger: issued - seconds for trigger, issued in self.triggers.items()}
 
     def inject(self, fault: SlackFault) -> None:
         with self.lock:
@@ -146,6 +178,8 @@ class FakeSlack(FakeServer):
                 fault.times -= 1
                 if fault.times <= 0:
                     self.faults.remove(fault)
+        if fault and fault.after_effect:
+            self._dispatch(api_method, headers, dict(args))
         if fault:
             if fault.status == 429:
                 return FakeResponse(
@@ -155,13 +189,24 @@ class FakeSlack(FakeServer):
                     delay=fault.delay,
                 )
             return FakeResponse(fault.status, {"ok": False, "error": fault.error}, delay=fault.delay)
+        return self._dispatch(api_method, headers, args)
+
+    def _dispatch(self, api_method: str, headers: dict[str, str], args: dict[str, Any]) -> FakeResponse:
         token = headers.get("authorization", "").removeprefix("Bearer ") or args.pop("token", "")
+        if api_method == "apps.connections.open":  # the one method that takes the app-level token
+            return self._apps_connections_open(token)
         if not token.startswith(("xoxb-", "xapp-")):
             return _error("not_authed")
+        args.pop("token", None)
         missing = slack_required_arguments(api_method) - set(args) if api_method != "auth.test" else set()
         # views.update takes view_id or external_id; chat.* take text or blocks.
         if missing:
             return self._reject(api_method, f"missing required arguments: {sorted(missing)}", "invalid_arguments")
+        known = slack_known_arguments(api_method)
+        # slack_sdk adds the workspace's team_id to every call of a client made for a request (org apps).
+        unknown = sorted(set(args) - known - {"team_id"}) if known else []
+        if unknown:
+            return self._reject(api_method, f"unknown arguments: {unknown}", "invalid_arguments")
         handler = getattr(self, "_" + api_method.replace(".", "_"), None)
         if handler is None:
             return _error("unknown_method")
@@ -187,17 +232,37 @@ class FakeSlack(FakeServer):
         self.errors.append(f"{method}: {why}")
         return FakeResponse(200, {"ok": False, "error": error, "response_metadata": {"messages": [f"[ERROR] {why}"]}})
 
+    def _reject_blocks(self, method: str, errors: list[str], error: str = "invalid_blocks") -> FakeResponse:
+        self.errors.append(f"{method}: {'; '.join(errors)}")
+        return FakeResponse(
+            200,
+            {
+                "ok": False,
+                "error": error,
+                "errors": errors,
+                "response_metadata": {"messages": [f"[ERROR] {e}" for e in errors]},
+            },
+        )
+
     def _check_message(self, method: str, args: dict[str, Any]) -> FakeResponse | None:
-        blocks = args.get("blocks") or []
         if not args.get("text"):
             return self._reject(
                 method, "text is required alongside blocks (notifications and accessibility)", "no_text"
             )
-        if len(blocks) > 50:
-            return self._reject(method, f"{len(blocks)} blocks; a message takes at most 50", "invalid_blocks")
-        block_ids = [b["block_id"] for b in blocks if "block_id" in b]
-        if len(block_ids) != len(set(block_ids)):
-            return self._reject(method, "duplicate block_id", "invalid_blocks")
+        errors = message_errors(args.get("blocks") or [])
+        if errors:
+            return self._reject_blocks(method, errors)
+        if len(str(args["text"])) > 40_000:
+            return self._reject(method, "text over 40,000 characters", "msg_too_long")
+        return None
+
+    def _check_channel(self, method: str, channel: str) -> FakeResponse | None:
+        if channel.startswith("D") and "U" + channel[1:] in self.users:
+            return None
+        if channel not in self.channels:
+            return self._reject(method, f"no channel {channel}", "channel_not_found")
+        if self.channels[channel]:
+            return self._reject(method, f"the bot is not in private channel {channel}", "not_in_channel")
         return None
 
     def _resolve_channel(self, channel: str) -> str | None:
@@ -232,18 +297,26 @@ class FakeSlack(FakeServer):
 
     @staticmethod
     def _user_json(user: SlackUser) -> dict[str, Any]:
-        profile: dict[str, Any] = {"real_name": user.name, "display_name": user.name}
+        profile: dict[str, Any] = {"real_name": user.name, "display_name": user.name, "team": user.team_id}
         if user.email:
             profile["email"] = user.email
-        return {
+        body: dict[str, Any] = {
             "id": user.id,
+            "team_id": user.team_id,
             "name": user.name,
             "real_name": user.name,
             "deleted": user.deleted,
             "is_bot": user.is_bot,
+            "is_app_user": False,
+            "is_restricted": user.is_restricted,
+            "is_ultra_restricted": user.is_ultra_restricted,
+            "is_email_confirmed": user.is_email_confirmed,
             "profile": profile,
             "tz": "Europe/London",
         }
+        if user.is_stranger:
+            body["is_stranger"] = True
+        return body
 
     def _conversations_open(self, args: dict[str, Any]) -> FakeResponse:
         users = [u for u in str(args.get("users", "")).split(",") if u]
@@ -258,6 +331,9 @@ class FakeSlack(FakeServer):
         channel = str(args["channel"])
         if channel.startswith("U"):
             channel = self.dm_channel(channel)
+        refused = self._check_channel("chat.postMessage", channel)
+        if refused:
+            return refused
         thread_ts = args.get("thread_ts")
         parent = self._by_key.get((channel, str(thread_ts))) if thread_ts else None
         if thread_ts and (parent is None or parent.thread_ts is not None):
@@ -305,10 +381,22 @@ class FakeSlack(FakeServer):
 
     def _views_open(self, args: dict[str, Any]) -> FakeResponse:
         trigger = str(args["trigger_id"])
+        issued = self.triggers.get(trigger)
+        if issued is None:
+            return self._reject("views.open", f"invalid `trigger_id` {trigger}", "invalid_arguments")
         if trigger in self.used_triggers:
             return self._reject("views.open", "trigger_id used twice", "expired_trigger_id")
+        if time.monotonic() - issued > TRIGGER_TTL:
+            return self._reject("views.open", "trigger_id used after 3 seconds", "expired_trigger_id")
+        refused = self._check_view("views.open", args["view"])
+        if refused:
+            return refused
         self.used_triggers.add(trigger)
         return self._store_view(args["view"], None)
+
+    def _check_view(self, method: str, view: Any) -> FakeResponse | None:
+        error, details = view_errors(view)
+        return self._reject_blocks(method, details, error) if error else None
 
     def _views_update(self, args: dict[str, Any]) -> FakeResponse:
         view_id = args.get("view_id")
@@ -316,6 +404,9 @@ class FakeSlack(FakeServer):
             return self._reject("views.update", f"no view {view_id}", "not_found")
         if args.get("hash") and args["hash"] != self.views[view_id]["hash"]:
             return _error("hash_conflict")
+        refused = self._check_view("views.update", args["view"])
+        if refused:
+            return refused
         return self._store_view(args["view"], view_id)
 
     def _views_publish(self, args: dict[str, Any]) -> FakeResponse:
@@ -324,21 +415,34 @@ class FakeSlack(FakeServer):
             return self._reject("views.publish", "views.publish takes a home view", "invalid_arguments")
         if str(args["user_id"]) not in self.users:
             return _error("invalid_arguments")
+        refused = self._check_view("views.publish", view)
+        if refused:
+            return refused
         stored = dict(view, id=f"VHOME{args['user_id']}", hash=f"h{next(self._view_ids)}")
         self.home_views[str(args["user_id"])] = stored
         return _ok(view=stored)
 
     def _store_view(self, view: dict[str, Any], view_id: str | None) -> FakeResponse:
-        blocks = view.get("blocks") or []
-        if not 1 <= len(blocks) <= 100:
-            return self._reject("views", f"{len(blocks)} blocks; a view takes 1 to 100", "invalid_arguments")
         view_id = view_id or f"V{next(self._view_ids):09d}"
         stored = dict(view, id=view_id, hash=f"h{next(self._view_ids)}", state={"values": {}})
         self.views[view_id] = stored
         return _ok(view=stored)
 
-    def _apps_connections_open(self, _args: dict[str, Any]) -> FakeResponse:
-        return _ok(url="ws://127.0.0.1:1/link")
+    # Socket Mode: a FakeSocketMode (tests/fakes/socket_mode.py) serves the WebSocket side and sets `socket_mode`.
+    app_token = "xapp-1-A0CFACCESS-1-test-app-token-0123456789"
+    socket_mode: Any = None
+
+    def _apps_connections_open(self, token: str) -> FakeResponse:
+        """As Slack: only the app-level token (connections:write) gets a one-use WebSocket URL."""
+        if not token:
+            return _error("not_authed")
+        if not token.startswith("xapp-"):
+            return _error("not_allowed_token_type")
+        if token != self.app_token:
+            return _error("invalid_auth")
+        if self.socket_mode is None:
+            return _ok(url="ws://127.0.0.1:1/link/?ticket=nobody-listens")
+        return _ok(url=self.socket_mode.issue_url())
 
     def _response_url(self, path: str, raw: bytes) -> FakeResponse:
         with self._changed:
