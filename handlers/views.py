@@ -15,7 +15,7 @@ from bot.slack.gateway import SlackProfile
 from bot.slack.ids import Block
 from bot.slack.modals import request_modal
 from handlers.common import failure_text, run_after_ack
-from handlers.payloads import deny_reason, private_metadata, request_form
+from handlers.payloads import RequestForm, deny_reason, private_metadata, request_form
 from storage.repository import get_request
 from storage.states import RequestStatus
 
@@ -53,6 +53,11 @@ class ViewHandlers:
         services = self.services
         user_id = body["user"]["id"]
         form = request_form(view)
+        if form.account_id and not services.directory.is_warm(form.account_id):
+            # Checking the fields would mean asking Cloudflare before the ack: check after, tell by DM.
+            ack()
+            run_after_ack(services, body, None, lambda: self._file_unchecked(user_id, form))
+            return
         try:
             if not form.account_id:
                 raise Refusal("Choose an account.", field=Block.ACCOUNT.value)
@@ -82,6 +87,25 @@ class ViewHandlers:
             return
         ack()
         run_after_ack(services, body, None, lambda: self._file(user_id, profile, account, roles, form.reason))
+
+    def _file_unchecked(self, user_id: str, form: RequestForm) -> None:
+        services = self.services
+        try:
+            account = services.directory.account(form.account_id or "")
+            if account is None:
+                raise Refusal("that account can no longer be requested.")
+            roles_by_id = {role.id: role for role in services.directory.roles(account.id)}
+            roles = [roles_by_id[role_id] for role_id in form.role_ids if role_id in roles_by_id]
+            if not roles or len(roles) != len(form.role_ids):
+                raise Refusal("a chosen role no longer exists in this account; open the form again.")
+            profile = services.filing.requester(user_id)
+        except Refusal as refusal:
+            services.notifier.tell(user_id, f":warning: Your request was not filed: {refusal.message}")
+            return
+        except Exception as error:
+            services.notifier.tell(user_id, failure_text(error))
+            return
+        self._file(user_id, profile, account, roles, form.reason)
 
     def _file(self, user_id: str, profile: SlackProfile, account: Account, roles: list[Role], reason: str) -> None:
         services = self.services

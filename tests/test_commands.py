@@ -173,7 +173,7 @@ def test_cloudflare_failure_is_told_to_the_user(
     fake_cf.inject(
         Fault(
             "GET",
-            r"^/accounts$",
+            r"/members$",  # accounts and roles were loaded at start-up; the member check is live
             status=403,
             body={
                 "success": False,

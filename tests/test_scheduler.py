@@ -135,17 +135,32 @@ def test_invitee_is_reminded_then_approvers_offered_resend(
     assert "already resent" in fake_slack.responses_for(bot.last_response_id)[-1]["text"]
 
 
-def test_revoked_invite_closes_the_request(
+def test_an_invite_that_disappears_is_confirmed_then_offered_again(
     bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
 ) -> None:
     request_id = invited_request(bot, fake_slack)
-    fake_cf.remove(world.acme, stored(bot, request_id).cloudflare_member_id or "")
+    member_id = stored(bot, request_id).cloudflare_member_id or ""
+    # Missing from a listing but still there: nothing is closed.
+    fake_cf.hidden_from_listings.add(member_id)
     bot.clock.advance(timedelta(minutes=6))
     sweep(bot)
-    assert stored(bot, request_id).status == "cancelled"
-    assert "revoked in Cloudflare" in texts(fake_slack.thread(roots_of(fake_slack, request_id)[0]))
-    assert "was revoked" in texts(fake_slack.dms_to(ALICE))
+    assert stored(bot, request_id).status == "invited"
+    assert fake_cf.calls_to("GET", rf"/members/{member_id}$"), "confirmed with GET .../members/{id}"
+    # Really gone (expired or cancelled in the dashboard): confirmed by a 404, then offered again.
+    fake_cf.hidden_from_listings.clear()
+    fake_cf.remove(world.acme, member_id)
+    bot.clock.advance(timedelta(minutes=6))
+    sweep(bot)
+    assert stored(bot, request_id).status == "failed"
+    root = roots_of(fake_slack, request_id)[0]
+    assert "no longer in Cloudflare" in texts(fake_slack.thread(root))
+    assert "no longer valid" in texts(fake_slack.dms_to(ALICE))
     assert audit_names(bot, request_id)[-1] == "invite_revoked"
+    root = roots_of(fake_slack, request_id)[0]
+    assert "retry_invite" in root.action_ids()
+    bot.click(root, "retry_invite", user_id=BOB)
+    assert stored(bot, request_id).status == "invited"
+    assert len(fake_cf.members_with_email(world.acme, "alice@example.com")) == 1
 
 
 def test_restart_and_racing_sweepers_send_each_reminder_once(

@@ -15,8 +15,8 @@ from bot.cloudflare.errors import CloudflareError, CloudflareNotFound
 from bot.cloudflare.models import Account, Member, Role
 from bot.core.clock import Clock
 from bot.core.config import Settings
-from bot.core.ttl_cache import TtlCache
-from bot.slack.gateway import SlackGateway
+from bot.core.ttl_cache import Background, TtlCache
+from bot.slack.gateway import SlackError, SlackGateway
 
 log = logging.getLogger(__name__)
 SUPER_ADMIN_ROLE_PREFIX = "super administrator"
@@ -41,13 +41,24 @@ def is_super_admin_role(role: Role) -> bool:
 
 
 class Directory:
-    def __init__(self, *, settings: Settings, cloudflare: CloudflareClient, slack: SlackGateway, clock: Clock) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        cloudflare: CloudflareClient,
+        slack: SlackGateway,
+        clock: Clock,
+        background: Background | None = None,
+    ) -> None:
         ttl = settings.directory_cache_ttl
         self._settings = settings
         self._cloudflare = cloudflare
         self._slack = slack
-        self._accounts: TtlCache[str, list[Account]] = TtlCache(clock, ttl)
-        self._roles: TtlCache[str, list[Role]] = TtlCache(clock, ttl)
+        # Accounts and roles change rarely: once loaded they are served while a refresh runs in the
+        # background, so paths that answer Slack (modal submission, messages) never wait on Cloudflare.
+        # Members and approvers decide who may do what: always fresh within the TTL.
+        self._accounts: TtlCache[str, list[Account]] = TtlCache(clock, ttl, background=background)
+        self._roles: TtlCache[str, list[Role]] = TtlCache(clock, ttl, background=background)
         self._members: TtlCache[str, MemberIndex] = TtlCache(clock, ttl)
         self._approvers: TtlCache[str, list[Approver]] = TtlCache(clock, ttl)
         self._slack_ids: TtlCache[str, str | None] = TtlCache(clock, ttl)
@@ -59,6 +70,18 @@ class Directory:
 
     def cached_accounts(self) -> list[Account] | None:
         return self._accounts.peek("all")
+
+    def is_warm(self, account_id: str) -> bool:
+        """Accounts and this account's roles were loaded once: reading them costs no Cloudflare call."""
+        return self._accounts.has("all") and self._roles.has(account_id)
+
+    def warm(self) -> None:
+        """Load accounts and every account's roles (at start-up), so the first modal waits on nothing."""
+        try:
+            for account in self.accounts():
+                self.roles(account.id)
+        except CloudflareError as error:
+            log.warning("could not load accounts and roles from Cloudflare at start-up: %s", error)
 
     def _load_accounts(self) -> list[Account]:
         allowlist = self._settings.cloudflare_account_ids
@@ -122,7 +145,11 @@ class Directory:
         approvers: list[Approver] = []
         for email, member in sorted(index.by_email.items()):
             if member.accepted and member.role_ids & super_admin_ids:
-                slack_id = self.slack_id_for(email)
+                try:
+                    slack_id = self.slack_id_for(email)
+                except SlackError as error:  # one lookup failing must not lose every other approver
+                    log.warning("could not look up approver %s in Slack (%s); skipped this time", email, error.code)
+                    continue
                 if slack_id:
                     approvers.append(Approver(slack_id, email))
         if not approvers:

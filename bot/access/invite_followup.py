@@ -56,8 +56,16 @@ class InviteFollowUp:
 
     def _follow(self, request: AccessRequest, member: Member | None, now: datetime) -> None:
         if member is None:
-            self._revoked(request, now)
-        elif member.accepted:
+            # Missing from one listing is not proof: ask for that member before closing anything.
+            try:
+                member = self.services.cloudflare.get_member(request.account_id, request.cloudflare_member_id or "")
+            except CloudflareNotFound:
+                self._invite_gone(request, now)
+                return
+            except CloudflareError as error:
+                log.warning("could not confirm the invite of #%s; will check next sweep: %s", request.id, error)
+                return
+        if member.accepted:
             self._accepted(request, now)
         else:
             self._remind_invitee(request, now)
@@ -95,31 +103,38 @@ class InviteFollowUp:
             f"*{escape(request.account_name)}* ({roles}). Request {number(request.id)} is done.",
         )
 
-    def _revoked(self, request: AccessRequest, now: datetime) -> None:
+    def _invite_gone(self, request: AccessRequest, now: datetime) -> None:
+        """Cloudflare confirms the pending member is gone: expired, or cancelled in the dashboard.
+
+        Not a decision by a person: the request fails with Retry invite, so an approver can send it again.
+        """
         services = self.services
-        note = "The invite was revoked in Cloudflare (the pending member no longer exists)."
+        note = (
+            "The invite is no longer in Cloudflare: it expired, or someone cancelled it in the dashboard. "
+            "An approver can send it again with Retry invite."
+        )
         if not change_state(
             services.db,
             services.audit,
             services.clock,
             request.id,
-            RequestStatus.CANCELLED,
+            RequestStatus.FAILED,
             AuditEventType.INVITE_REVOKED,
             only_from={RequestStatus.INVITED},
-            details={"cloudflare_member_id": request.cloudflare_member_id},
+            details={"cloudflare_member_id": request.cloudflare_member_id, "confirmed_by": "GET member: 404"},
             closed_at=now,
-            decision_note=note,
+            invite_error=note,
             invite_check_due_at=None,
             invite_reminder_due_at=None,
         ):
             return
-        services.notifier.reply(request.id, f":wastebasket: {note} Request {number(request.id)} is closed.")
+        services.notifier.reply(request.id, f":hourglass: {note}")
         services.notifier.refresh_roots(request.id)
         services.notifier.tell(
             request.requester_slack_id,
-            f":wastebasket: The Cloudflare invite for "
-            f"*{escape(request.account_name)}* was revoked, so request {number(request.id)} is "
-            "closed. File a new request if you still need access.",
+            f":hourglass: Your Cloudflare invite for *{escape(request.account_name)}* "
+            f"(request {number(request.id)}) is no longer valid: it expired or was cancelled. The approvers "
+            "can send it again; you need not file a new request.",
         )
 
     def _remind_invitee(self, request: AccessRequest, now: datetime) -> None:

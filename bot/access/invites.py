@@ -19,7 +19,7 @@ from bot.access.directory import Directory
 from bot.access.notifier import Notifier
 from bot.cloudflare.client import CloudflareClient, backoff_delay
 from bot.cloudflare.errors import CloudflareClientError, CloudflareError, CloudflareRateLimited
-from bot.cloudflare.models import Member
+from bot.cloudflare.models import Member, Role
 from bot.core.clock import Clock
 from bot.core.config import Settings
 from bot.slack.formatting import escape, mention, number, role_list
@@ -112,7 +112,10 @@ class InviteOutbox:
                 member = self._cloudflare.create_member(
                     request.account_id, email=request.requester_email, role_ids=list(granted)
                 )
-                self._directory.record_member(request.account_id, member)
+                # Cloudflare's answer carries no roles: the index learns the granted ones, with their names.
+                names = request.granted_role_names or request.requested_role_names or []
+                roles = [Role(id=role_id, name=name) for role_id, name in zip(granted, names, strict=False)]
+                self._directory.record_member(request.account_id, member.model_copy(update={"roles": roles}))
                 return InviteOutcome(RequestStatus.INVITED, AuditEventType.INVITE_SENT, member.id)
             except CloudflareRateLimited as error:
                 last_error = error

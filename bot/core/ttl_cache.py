@@ -1,7 +1,13 @@
-"""A small thread-safe cache whose entries expire, with one loader call per key at a time."""
+"""A small thread-safe cache whose entries expire, with one loader call per key at a time.
+
+With `background` set, an expired entry is still served while one reload runs in the background
+(stale-while-revalidate): a caller on a path that must answer Slack within 3 s never waits on the
+loader once the key has been loaded once.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Hashable
 from datetime import datetime, timedelta
@@ -9,18 +15,27 @@ from typing import Generic, TypeVar
 
 from bot.core.clock import Clock
 
+log = logging.getLogger(__name__)
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+Background = Callable[[Callable[[], None]], object]
 
 
 class TtlCache(Generic[K, V]):
-    def __init__(self, clock: Clock, ttl: timedelta) -> None:
+    def __init__(self, clock: Clock, ttl: timedelta, *, background: Background | None = None) -> None:
         self._clock = clock
         self._ttl = ttl
+        self._background = background
         self._entries: dict[K, tuple[datetime, V]] = {}
         self._lock = threading.Lock()
         self._key_locks: dict[K, threading.Lock] = {}
         self._loads: dict[K, int] = {}
+        self._refreshing: set[K] = set()
+
+    def has(self, key: K) -> bool:
+        """Whether `key` was ever loaded (fresh or not)."""
+        with self._lock:
+            return key in self._entries
 
     def peek(self, key: K) -> V | None:
         """The cached value if still fresh, without loading."""
@@ -36,6 +51,12 @@ class TtlCache(Generic[K, V]):
             value = self.peek(key)
             if value is not None:
                 return value
+            if self._background is not None:
+                with self._lock:
+                    entry = self._entries.get(key)
+                if entry is not None:
+                    self._refresh_later(key, load)
+                    return entry[1]
         with self._lock:
             key_lock = self._key_locks.setdefault(key, threading.Lock())
             loads_when_asked = self._loads.get(key, 0)
@@ -51,6 +72,28 @@ class TtlCache(Generic[K, V]):
                 self._loads[key] = self._loads.get(key, 0) + 1
             self.put(key, value)
             return value
+
+    def _refresh_later(self, key: K, load: Callable[[], V]) -> None:
+        with self._lock:
+            if key in self._refreshing:
+                return
+            self._refreshing.add(key)
+
+        def refresh() -> None:
+            try:
+                self.get(key, load, fresh=True)
+            except Exception as error:  # the stale value stays; the next caller tries again
+                log.warning("background refresh of %r failed: %s", key, error)
+            finally:
+                with self._lock:
+                    self._refreshing.discard(key)
+
+        assert self._background is not None
+        try:
+            self._background(refresh)
+        except RuntimeError:  # the pool is shutting down
+            with self._lock:
+                self._refreshing.discard(key)
 
     def put(self, key: K, value: V) -> None:
         with self._lock:

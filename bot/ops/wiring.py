@@ -42,7 +42,10 @@ def build_services(
         timeout=settings.cloudflare_timeout,
         sleep=sleep,
     )
-    directory = Directory(settings=settings, cloudflare=cloudflare, slack=slack, clock=clock)
+    executor = TrackedExecutor(workers)
+    directory = Directory(
+        settings=settings, cloudflare=cloudflare, slack=slack, clock=clock, background=executor.submit
+    )
     audit = AuditLog(clock)
     notifier = Notifier(slack=slack, db=db, directory=directory, clock=clock)
     filing = Filing(
@@ -73,7 +76,7 @@ def build_services(
         filing=filing,
         outbox=outbox,
         decisions=decisions,
-        executor=TrackedExecutor(workers),
+        executor=executor,
         listener_executor=TrackedExecutor(32),
     )
     notifier.on_change.append(HomeRefresher(services).request_changed)

@@ -19,6 +19,9 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
     ServerErrorRetryHandler,
 )
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
@@ -60,16 +63,51 @@ class SlackProfile:
     deleted: bool
 
 
+# A post that met a 5xx or a dropped connection may already be in the channel: sending it again
+# would show it twice. Reads, updates and publishes are safe to repeat; a trigger is good once.
+_NOT_REPEATABLE = ("chat.postMessage", "chat.postEphemeral", "views.open")
+
+
+def _repeatable(request: HttpRequest) -> bool:
+    return not request.url.rstrip("/").endswith(_NOT_REPEATABLE)
+
+
+class _RepeatableServerErrorRetryHandler(ServerErrorRetryHandler):
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        return _repeatable(request) and bool(
+            super()._can_retry(state=state, request=request, response=response, error=error)
+        )
+
+
+class _RepeatableConnectionErrorRetryHandler(ConnectionErrorRetryHandler):
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        return _repeatable(request) and bool(
+            super()._can_retry(state=state, request=request, response=response, error=error)
+        )
+
+
 def make_web_client(token: str, base_url: str, *, timeout: int = 10) -> WebClient:
     client = WebClient(token=token, base_url=base_url, timeout=timeout)
-    client.retry_handlers.extend(
-        [
-            RateLimitErrorRetryHandler(max_retry_count=3),
-            ServerErrorRetryHandler(max_retry_count=2),
-        ]
-    )
-    if not any(isinstance(handler, ConnectionErrorRetryHandler) for handler in client.retry_handlers):
-        client.retry_handlers.append(ConnectionErrorRetryHandler(max_retry_count=2))
+    # 429 means "not done": always safe to send again after Retry-After.
+    client.retry_handlers = [
+        RateLimitErrorRetryHandler(max_retry_count=3),
+        _RepeatableServerErrorRetryHandler(max_retry_count=2),
+        _RepeatableConnectionErrorRetryHandler(max_retry_count=2),
+    ]
     return client
 
 
