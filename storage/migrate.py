@@ -29,6 +29,9 @@ def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
         yield
         return
+    # Connect first: a path that cannot be opened then fails as the database error it is
+    # (reported as one DATABASE_URL line), not as a missing lock file.
+    engine.connect().close()
     with open(f"{database}.migrate-lock", "a") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.config import ConfigError, load_settings
+from bot.core.config import ConfigError, is_placeholder, load_database_settings, load_settings, misspelled_variables
 from bot.core.durations import parse_duration
 
 REQUIRED = {"SLACK_BOT_TOKEN": "xoxb-secret-bot-token-123", "CLOUDFLARE_API_TOKEN": "cf-secret-token-456"}
@@ -127,3 +127,106 @@ def test_serve_refuses_to_start_with_one_clear_line(tmp_path: Path) -> None:
         result.stderr.strip() == "cf-access-bot: configuration error: SLACK_SIGNING_SECRET is required for this command"
     )
     assert "xoxb-super-secret-value" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql", "postgresql+psycopg"])
+def test_postgres_urls_mean_the_driver_we_ship(monkeypatch: pytest.MonkeyPatch, scheme: str) -> None:
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DATABASE_URL", f"{scheme}://bot:pw@db.internal:5432/cf")
+    assert load_settings().database_url == "postgresql+psycopg://bot:pw@db.internal:5432/cf"
+    assert load_database_settings().database_url == "postgresql+psycopg://bot:pw@db.internal:5432/cf"
+
+
+@pytest.mark.parametrize(
+    "url", ["notaurl", "mongodb://bot:hunter2-secret@h/db", "postgresql://bot:hunter2-secret@h:port/db"]
+)
+def test_a_database_url_that_cannot_work_names_the_variable(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DATABASE_URL", url)
+    for load in (load_settings, load_database_settings):
+        with pytest.raises(ConfigError) as caught:
+            load()
+        message = str(caught.value)
+        assert message.startswith("DATABASE_URL: ") and "\n" not in message
+        assert "hunter2-secret" not in message and url not in message
+
+
+def test_env_example_placeholders_are_recognisable() -> None:
+    """Every credential line of .env.example, commented or not, carries a value `is_placeholder` refuses."""
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    assignments = [line.lstrip("# ").split("=", 1) for line in lines if "=" in line]
+    secrets = {name: value for name, value in assignments if name.endswith(("_TOKEN", "_SECRET", "_KEY"))}
+    assert {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "CLOUDFLARE_API_TOKEN"} <= set(secrets)
+    assert all(is_placeholder(value) for value in secrets.values())
+    assert not is_placeholder("xoxb-1234-5678-abcdef") and not is_placeholder("sqlite:///cf-access-bot.db")
+
+
+def test_a_copied_env_example_is_refused_naming_the_variable(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text((ROOT / ".env.example").read_text())
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value) == "SLACK_BOT_TOKEN still has the placeholder value from .env.example"
+
+
+@pytest.mark.parametrize(
+    "variable,value",
+    [
+        ("SLACK_BOT_TOKEN", "xoxb-replace-me"),
+        ("CLOUDFLARE_API_TOKEN", "replace-me"),
+        ("CLOUDFLARE_API_TOKEN", "..."),
+        ("CLOUDFLARE_ACCOUNT_IDS", "replace-me"),
+        ("APPROVAL_CHANNEL", "replace-me"),
+    ],
+)
+def test_placeholder_values_stop_every_command(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
+    for name, real in REQUIRED.items():
+        monkeypatch.setenv(name, real)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value) == f"{variable} still has the placeholder value from .env.example"
+
+
+def test_per_command_placeholders_stop_only_the_command_that_needs_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "replace-me")
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-replace-me")
+    assert load_settings().slack_signing_secret is None, "socket and check do not use it: treated as unset"
+    for field in ("slack_signing_secret", "slack_app_token"):
+        with pytest.raises(ConfigError) as caught:
+            load_settings(require=(field,))
+        assert str(caught.value) == f"{field.upper()} still has the placeholder value from .env.example"
+
+
+def test_app_token_must_be_an_app_level_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xoxb-pasted-the-bot-token-by-mistake")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value).startswith("SLACK_APP_TOKEN: must be an app-level token starting with xapp-")
+    assert "pasted-the-bot-token" not in str(caught.value)
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-1-A0-1-abc")
+    assert load_settings(require=("slack_app_token",)).slack_app_token is not None
+
+
+def test_misspelled_variables_are_named_with_the_likely_intended_one(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("CLOUDFLARE_ACOUNT_IDS=dotenv-value-123\nSLACK_BOT_TOKEN=xoxb-1\n")
+    environ = {
+        "APPROVAL_CHANEL": "env-value-456",
+        "slack_bot_tokn": "xoxb-env-value-789",
+        "SLACK_BOT_TOKEN": "xoxb-1",
+        **dict.fromkeys(
+            ["PATH", "HOME", "PYTHONPATH", "HOSTNAME", "PORTS", "TEST_DATABASE_URL", "SLACK_CLIENT_ID"], "x"
+        ),
+    }
+    warnings = misspelled_variables(environ)
+    assert warnings == [
+        "APPROVAL_CHANEL (in the environment) is not a cf-access-bot setting; did you mean APPROVAL_CHANNEL?",
+        "slack_bot_tokn (in the environment) is not a cf-access-bot setting; did you mean SLACK_BOT_TOKEN?",
+        "CLOUDFLARE_ACOUNT_IDS (in .env) is not a cf-access-bot setting; did you mean CLOUDFLARE_ACCOUNT_IDS?",
+    ]
+    assert not any(value in " ".join(warnings) for value in ("dotenv-value-123", "env-value-456", "env-value-789"))

@@ -6,9 +6,21 @@ import argparse
 import json
 import logging
 import sys
+import tomllib
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from pathlib import Path
 
-from bot.core.config import ConfigError, Settings, load_database_settings, load_settings
+from bot.core.config import (
+    ConfigError,
+    Settings,
+    database_problem,
+    load_database_settings,
+    load_settings,
+    misspelled_variables,
+    open_database,
+)
 from bot.ops.logs import configure_logging
 
 log = logging.getLogger("cf_access_bot")
@@ -38,7 +50,7 @@ def cmd_serve(_args: argparse.Namespace) -> int:
     _configure(settings)
     # Acks must not wait long for the GIL behind post-ack work: switch threads more often (default 5 ms).
     sys.setswitchinterval(0.001)
-    runtime = Runtime.start(settings)
+    runtime = Runtime.start(settings, db=open_database(settings.database_url))
     web_app = runtime.web_app()
     log.info("serving Slack on http://%s:%s/slack/events", settings.host, settings.port)
     uvicorn.run(web_app, host=settings.host, port=settings.port, log_config=None, access_log=False)
@@ -46,20 +58,24 @@ def cmd_serve(_args: argparse.Namespace) -> int:
 
 
 def cmd_socket(_args: argparse.Namespace) -> int:
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
-
     from bot.ops.runtime import Runtime
+    from bot.ops.socket_mode import SocketModeRefused, SocketModeRunner
 
     settings = load_settings(require=("slack_app_token",))
     _configure(settings)
-    runtime = Runtime.start(settings, socket_mode=True)
-    runtime.begin_background_work()
+    sys.setswitchinterval(0.001)  # as in serve: acks must not wait long for the GIL
+    runtime = Runtime.start(settings, socket_mode=True, db=open_database(settings.database_url))
     assert settings.slack_app_token is not None
-    handler = SocketModeHandler(runtime.bolt_app, settings.slack_app_token.get_secret_value())
+    runner = SocketModeRunner(runtime.bolt_app, settings.slack_app_token.get_secret_value())
     try:
-        handler.start()  # type: ignore[no-untyped-call]
+        # Returns on SIGTERM/SIGINT once the envelopes in flight are acknowledged and the links closed;
+        # runtime.stop() then finishes post-ack work and stops the scheduler, as serve's shutdown does.
+        runner.run(on_connected=runtime.begin_background_work)
+    except SocketModeRefused as refused:
+        raise ConfigError(str(refused)) from None
     finally:
         runtime.stop()
+    log.info("stopped")
     return 0
 
 
@@ -69,7 +85,7 @@ def cmd_check(_args: argparse.Namespace) -> int:
 
     settings = load_settings()
     _configure(settings)
-    services = build_services(settings)
+    services = build_services(settings, db=open_database(settings.database_url))
     try:
         results = run_checks(services)
     finally:
@@ -80,13 +96,12 @@ def cmd_check(_args: argparse.Namespace) -> int:
 
 def cmd_requests(args: argparse.Namespace) -> int:
     from bot.ops.export import request_record, write_requests_table
-    from storage.db import Database
     from storage.repository import iter_requests
     from storage.states import RequestStatus
 
     if args.status and args.status not in {s.value for s in RequestStatus}:
         raise ConfigError(f"--status must be one of {', '.join(s.value for s in RequestStatus)}")
-    db = Database.from_url(load_database_settings().database_url)
+    db = open_database(load_database_settings().database_url, must_exist=True)
     with db.session() as session:
         rows = iter_requests(session, status=args.status, account_id=args.account)
         if args.json:
@@ -99,7 +114,6 @@ def cmd_requests(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from bot.ops.export import write_audit
-    from storage.db import Database
     from storage.repository import iter_audit
 
     since = None
@@ -109,23 +123,23 @@ def cmd_audit(args: argparse.Namespace) -> int:
         except ValueError:
             raise ConfigError(f"--since: '{args.since}' is not an ISO-8601 time (e.g. 2026-01-31T00:00:00Z)") from None
         since = since if since.tzinfo else since.replace(tzinfo=UTC)
-    db = Database.from_url(load_database_settings().database_url)
+    db = open_database(load_database_settings().database_url, must_exist=True)
     with db.session() as session:
         write_audit(iter_audit(session, since=since), sys.stdout, args.format)
     return 0
 
 
 def cmd_db_upgrade(_args: argparse.Namespace) -> int:
-    from storage.db import make_engine
     from storage.migrate import upgrade
 
-    upgrade(make_engine(load_database_settings().database_url))
+    upgrade(open_database(load_database_settings().database_url).engine)
     print("database schema is up to date")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cf-access-bot", description="Cloudflare account access, approved in Slack.")
+    parser.add_argument("--version", action="version", version=f"cf-access-bot {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="serve Slack over HTTP (POST /slack/events, GET /healthz)").set_defaults(
         run=cmd_serve
@@ -149,16 +163,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    """The installed distribution's version; a bare checkout (PYTHONPATH) reads pyproject.toml."""
+    try:
+        return package_version("cf-access-bot")
+    except PackageNotFoundError:
+        pass
+    try:
+        pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+        return str(pyproject["project"]["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return "unknown"
+
+
+def _database_url_or_none() -> str | None:
+    try:
+        return load_database_settings().database_url
+    except ConfigError:
+        return None
+
+
+def _config_error(error: ConfigError) -> int:
+    print(f"cf-access-bot: configuration error: {error}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for warning in misspelled_variables():
+        print(f"cf-access-bot: warning: {warning}", file=sys.stderr)
     try:
         code: int = args.run(args)
         return code
     except ConfigError as error:
-        print(f"cf-access-bot: configuration error: {error}", file=sys.stderr)
-        return 2
+        return _config_error(error)
     except KeyboardInterrupt:
         return 130
+    except Exception as error:
+        # A database the command reached without `open_database` (one line, not a traceback).
+        problem = database_problem(error, _database_url_or_none())
+        if problem is None:
+            raise
+        return _config_error(problem)
 
 
 if __name__ == "__main__":
