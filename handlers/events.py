@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlalchemy import delete
+
 from bot.access.home import build_home
 from bot.access.services import Services
+from storage.models import ProcessedEvent
 from storage.repository import remember_event
 
 log = logging.getLogger(__name__)
@@ -21,11 +24,30 @@ class EventHandlers:
             self.services.executor.submit(self._publish_home, body, event)
 
     def _publish_home(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        event_id = body.get("event_id")
+        """Publish once per event_id; a failed publish gives the id back so Slack's retry can try again.
+
+        The id is claimed before the work, so a retry that arrives while the first delivery is still
+        publishing is skipped; it is released if the publish fails (the executor logs the failure).
+        """
+        event_id = str(body.get("event_id") or "")
         if event_id:
             with self.services.db.session() as session:
-                if not remember_event(session, str(event_id), now=self.services.clock.now()):
+                if not remember_event(session, event_id, now=self.services.clock.now()):
                     log.info("event %s was already handled; Slack retry ignored", event_id)
                     return
-        user_id = event["user"]
-        self.services.slack.publish_home(user_id, build_home(self.services, user_id))
+        try:
+            user_id = event["user"]
+            self.services.slack.publish_home(user_id, build_home(self.services, user_id))
+        except Exception:
+            if event_id:
+                self._forget(event_id)
+            raise
+
+    def _forget(self, event_id: str) -> None:
+        try:
+            with self.services.db.session() as session:
+                session.execute(delete(ProcessedEvent).where(ProcessedEvent.event_id == event_id))
+        except Exception:  # the publish failure is what matters; this only costs Slack's retry
+            log.warning("could not release event %s for Slack's retry", event_id, exc_info=True)
+        else:
+            log.info("Home tab not published for event %s; a retry of it will be handled", event_id)

@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
+from bot.access.home import HomeRefresher
+from bot.cloudflare.models import Role
+from bot.slack.home import home_view
+from storage.models import AccessRequest
+from storage.states import RequestStatus
 from tests.conftest import ALICE, BOB, MALLORY, ROLE_IDS, World
+from tests.fakes.block_kit import view_errors
 from tests.fakes.cloudflare import FakeCloudflare
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import FakeSlack, SlackFault
 from tests.harness import BotUnderTest
 from tests.helpers import audit_names, file_request, stored, texts
 
@@ -104,3 +113,119 @@ def test_homes_refresh_when_a_request_changes(bot: BotUnderTest, fake_slack: Fak
     bot.click(roots_of(fake_slack, request_id)[0], "request_approve", user_id=BOB)
     assert "Invite sent" in json.dumps(fake_slack.home_views[ALICE])
     assert "Waiting for your decision" not in json.dumps(fake_slack.home_views[BOB])
+
+
+def _refresher(bot: BotUnderTest) -> HomeRefresher:
+    return next(
+        hook.__self__  # type: ignore[attr-defined]
+        for hook in bot.services.notifier.on_change
+        if isinstance(getattr(hook, "__self__", None), HomeRefresher)
+    )
+
+
+def test_refresher_retries_a_failed_publish_once(
+    bot: BotUnderTest, fake_slack: FakeSlack, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refresh whose views.publish failed used to be dropped: the tab stayed stale until the next change."""
+    refresher = _refresher(bot)
+    fake_slack.inject(SlackFault(method="views.publish", status=200, error="internal_error"))
+    refresher.mark({ALICE})
+    bot.wait_idle()
+    assert ALICE in fake_slack.home_views, "published on the retry"
+    assert len(fake_slack.calls_to("views.publish")) == 2
+
+    fake_slack.inject(SlackFault(method="views.publish", status=200, error="internal_error", times=5))
+    refresher.mark({BOB})
+    bot.wait_idle()
+    assert len(fake_slack.calls_to("views.publish")) == 4, "one retry, not more"
+    assert "gave up refreshing the Home tab of " + BOB in caplog.text
+
+
+def _insert(bot: BotUnderTest, count: int, **fields: Any) -> None:
+    """`count` stored requests; a str field with `{n}` (or `{n:05d}`) in it varies per request."""
+    now = bot.clock.now()
+    with bot.db.session() as session:
+        for n in range(count):
+            varied = {k: v.format(n=n) if isinstance(v, str) and "{n" in v else v for k, v in fields.items()}
+            values: dict[str, Any] = {
+                "status": RequestStatus.PENDING.value,
+                "requester_slack_id": ALICE,
+                "requester_email": "alice@example.com",
+                "account_id": "acc-x",
+                "account_name": "Account",
+                "requested_role_ids": [ROLE_IDS["dns"]],
+                "requested_role_names": ["DNS"],
+                "reason": "need it",
+                "created_at": now - timedelta(minutes=count - n),
+                "updated_at": now,
+            }
+            session.add(AccessRequest(**(values | varied)))
+
+
+LONG_NAME = "Acme & Sons <Production> " * 8  # 200 characters, five times longer once escaped
+MANY_ROLES = [f"Role number {n} with a long descriptive name" for n in range(120)]
+LONG_REASON = "&<>" * 2000
+
+
+def test_home_tab_copes_with_content_over_block_kit_limits(
+    bot: BotUnderTest, fake_slack: FakeSlack, world: World
+) -> None:
+    """Many own requests and many waiting, with long names, roles and reasons: the tab is still published
+    (it used to fail to build, so nothing was published), within Slack's limits, and says what it left out."""
+    _insert(
+        bot, 40, requester_slack_id=BOB, account_id="acc-{n}", account_name=LONG_NAME, requested_role_names=MANY_ROLES
+    )
+    _insert(
+        bot,
+        60,
+        requester_slack_id="U0REQ{n:05d}",
+        account_id=world.acme,
+        account_name=LONG_NAME,
+        requested_role_names=MANY_ROLES,
+        reason=LONG_REASON,
+        requester_email=("x&" * 120) + "@example.com",
+    )
+    view = open_home(bot, fake_slack, BOB)
+    assert len(view["blocks"]) <= 100
+    sections = [block["text"]["text"] for block in view["blocks"] if block["type"] == "section"]
+    assert all(len(text) <= 3000 for text in sections)
+    footer = " ".join(element["text"] for element in view["blocks"][-1]["elements"])
+    assert "…and 25 more of your requests" in footer and "`/cf-access status`" in footer
+    assert "…and 40 more waiting for your decision" in footer and "`/cf-access pending`" in footer
+
+
+def test_home_view_builder_stays_within_limits_for_any_input() -> None:
+    """The builder itself: far more entries than fit, each as long as it can be, and a picker with 100 roles."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def request(n: int, requester: str) -> AccessRequest:
+        return AccessRequest(
+            id=n,
+            status=RequestStatus.PENDING.value,
+            requester_slack_id=requester,
+            requester_email="x&" * 120 + "@example.com",
+            account_id="acc-1",
+            account_name=LONG_NAME,
+            requested_role_ids=[f"role-{i}" for i in range(100)],
+            requested_role_names=MANY_ROLES,
+            reason=LONG_REASON,
+            created_at=now - timedelta(days=1),
+        )
+
+    roles = [Role(id=f"role-{i}", name=f"{'R' * 70} {i}") for i in range(100)]
+    own = [request(n, BOB) for n in range(1, 301)]
+    waiting = [request(n, ALICE) for n in range(301, 601)]
+    view = home_view(own=own, waiting=waiting, grantable_roles={"acc-1": roles}, now=now).to_dict()
+    assert view_errors(view) == ("", [])
+    shown = json.dumps(view)
+    footer = " ".join(element["text"] for element in view["blocks"][-1]["elements"])
+    own_shown = sum(1 for n in range(1, 301) if f'"*#{n}* ' in shown)
+    waiting_shown = sum(1 for n in range(301, 601) if f'"*#{n}* ' in shown)
+    assert own_shown > 0
+    assert f"…and {300 - own_shown} more of your requests" in footer
+    assert f"…and {300 - waiting_shown} more waiting for your decision" in footer
+    assert "`/cf-access help`" in footer
+
+    few = home_view(own=own[:2], waiting=waiting[:1], grantable_roles={}, now=now).to_dict()
+    assert view_errors(few) == ("", [])
+    assert "more" not in json.dumps(few["blocks"][-1]), "nothing left out, nothing said"

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
+import pytest
 from slack_bolt.request import BoltRequest
 
+from bot.core.executor import TrackedExecutor
 from bot.ops.app import build_bolt_app
+from bot.ops.logs import RedactSecrets
 from bot.ops.wiring import build_services
 from tests.conftest import ALICE, BOB, World
 from tests.fakes.cloudflare import FakeCloudflare
@@ -107,3 +113,96 @@ def test_socket_command_needs_an_app_token(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "SLACK_APP_TOKEN is required" in result.stderr
+
+
+def test_debug_logs_do_not_show_response_urls(
+    fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World, database_url: str, tmp_path: Path
+) -> None:
+    """A response_url lets anyone post into the conversation for 30 minutes; Bolt and slack_sdk log
+    request bodies and webhook URLs at DEBUG, so the log filter masks them."""
+    log_path = tmp_path / "debug.log"
+    env = bot_env(fake_slack, fake_cf, database_url, LOG_LEVEL="DEBUG")
+    with BotProcess(env, log_path).start() as bot:
+        bot.attach(fake_slack)
+        reply = bot.command('request "Acme Production" DNS response url check', user_id=ALICE)
+        wait_for(lambda: bool(fake_slack.responses_for(reply.response_id)), what="the reply on the response_url")
+        wait_for(lambda: len(roots_of(fake_slack, 1)) == 2, what="the request")
+        bot.click(roots_of(fake_slack, 1)[0], "request_approve", user_id=BOB)
+        wait_for(lambda: request_status(database_url, 1) == "invited", what="the invite")
+        clicked = bot.last_response_id
+    time.sleep(0.2)
+    output = log_path.read_text()
+    assert "slack_sdk.webhook.client: Sending a request - url: ***" in output, "DEBUG logging was on"
+    for response_id in (reply.response_id, clicked):
+        assert f"{fake_slack.url}/response/{response_id}" not in output
+        assert f"/response/{response_id}" not in output
+        assert quote(f"{fake_slack.url}/response/{response_id}", safe="") not in output
+
+
+def test_log_filter_masks_response_urls_in_every_shape() -> None:
+    hooks = "https://hooks.slack.com/commands/T0TEAM0001/1234567890/AbCdEf0123456789"
+    filter_ = RedactSecrets([])
+    shapes = [
+        f"Sending a request - url: {hooks}, body: {{}}",
+        f"body: {{'response_url': '{hooks}', 'text': 'hi'}}",
+        f'{{"response_url": "{hooks}", "text": "hi"}}',
+        f'{{"response_urls": [{{"block_id": "b", "response_url": "{hooks}"}}]}}',
+        "command=%2Fcf-access&response_url=" + quote(hooks, safe="") + "&trigger_id=1",
+        "payload=" + quote(json.dumps({"response_url": hooks}), safe=""),
+        '{"response_url": "http://127.0.0.1:9/response/r-1"}',
+    ]
+    for shape in shapes:
+        record = logging.makeLogRecord({"msg": "%s", "args": (shape,), "name": "slack_bolt.App"})
+        assert filter_.filter(record)
+        masked = record.getMessage()
+        assert "AbCdEf0123456789" not in masked and "r-1" not in masked, masked
+        assert "1234567890" not in masked, masked
+    webhook = logging.makeLogRecord(
+        {
+            "msg": "Sending a request - url: http://127.0.0.1:9/response/r-2, body: {}",
+            "name": "slack_sdk.webhook.client",
+        }
+    )
+    filter_.filter(webhook)
+    assert "r-2" not in webhook.getMessage()
+    plain = logging.makeLogRecord({"msg": "approved request #42 on https://dash.cloudflare.com/acc", "name": "x"})
+    filter_.filter(plain)
+    assert plain.getMessage() == "approved request #42 on https://dash.cloudflare.com/acc", "other URLs stay"
+
+
+def test_unexpected_failure_in_pool_work_is_logged_with_a_reference(caplog: pytest.LogCaptureFixture) -> None:
+    """Nobody waits on the pool's futures: an exception left in one used to vanish without a trace."""
+    executor = TrackedExecutor(2)
+    try:
+
+        def broken_flush() -> None:
+            raise RuntimeError("boom")
+
+        future = executor.submit(broken_flush)
+        assert executor.wait_idle(5)
+        assert isinstance(future.exception(timeout=5), RuntimeError), "callers that wait still see it"
+        assert executor.submit(lambda: 42).result(timeout=5) == 42
+    finally:
+        executor.shutdown(wait=True)
+    failures = [record for record in caplog.records if record.levelno == logging.ERROR]
+    assert len(failures) == 1
+    assert re.fullmatch(r"background work .*broken_flush failed \(ref [0-9a-f]{8}\)", failures[0].getMessage())
+    assert failures[0].exc_info is not None and "boom" in caplog.text
+
+
+def test_a_failing_event_listener_job_is_logged_not_lost(
+    bot: BotUnderTest, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = json.dumps(
+        {
+            "type": "event_callback",
+            "event_id": "Ev0NOUSER01",
+            "team_id": "T0TEAM0001",
+            "event": {"type": "app_home_opened", "tab": "home", "channel": "D0X", "event_ts": "1.2"},
+            "authorizations": [{"team_id": "T0TEAM0001", "user_id": "U0CFBOT001", "is_bot": True}],
+        }
+    )
+    assert bot.signed_post(body, "application/json").status_code == 200
+    bot.wait_idle()
+    assert re.search(r"_publish_home failed \(ref [0-9a-f]{8}\)", caplog.text)
+    assert "KeyError: 'user'" in caplog.text

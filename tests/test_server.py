@@ -4,11 +4,14 @@ and Events API redeliveries."""
 from __future__ import annotations
 
 import json
+import re
 import time
+
+import pytest
 
 from tests.conftest import ALICE, World
 from tests.fakes.cloudflare import FakeCloudflare, Fault
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import FakeSlack, SlackFault
 from tests.harness import BotUnderTest
 from tests.helpers import reply_text, stored
 
@@ -138,3 +141,29 @@ def test_url_verification(bot: BotUnderTest) -> None:
     response = bot.signed_post(body, "application/json")
     assert response.status_code == 200
     assert "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P" in response.text
+
+
+def test_failed_home_publish_is_published_on_slacks_retry(
+    bot: BotUnderTest, fake_slack: FakeSlack, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The event id used to be recorded before the publish, so Slack's retry of an event whose
+    publish failed was dropped as a duplicate and the Home tab stayed blank."""
+    fake_slack.inject(SlackFault(method="views.publish", status=200, error="internal_error"))
+    body = _home_event("Ev0HOMEFAIL")
+    assert bot.signed_post(body, "application/json").status_code == 200
+    bot.wait_idle()
+    assert ALICE not in fake_slack.home_views
+    retry = bot.signed_post(
+        body, "application/json", headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+    )
+    assert retry.status_code == 200
+    bot.wait_idle()
+    assert ALICE in fake_slack.home_views
+    assert len(fake_slack.calls_to("views.publish")) == 2
+    again = bot.signed_post(
+        body, "application/json", headers={"X-Slack-Retry-Num": "2", "X-Slack-Retry-Reason": "http_timeout"}
+    )
+    assert again.status_code == 200
+    bot.wait_idle()
+    assert len(fake_slack.calls_to("views.publish")) == 2, "once published, later retries are still ignored"
+    assert re.search(r"_publish_home failed \(ref [0-9a-f]{8}\)", caplog.text), "the failure was logged"

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
+from collections.abc import Callable
+
+from sqlalchemy import func, select
 
 from bot.access.services import Services
 from bot.cloudflare.errors import CloudflareError
+from bot.cloudflare.models import Role
 from bot.slack.gateway import SlackError, View
 from bot.slack.home import home_view
 from storage.models import AccessRequest
@@ -15,37 +20,59 @@ from storage.repository import pending_for_accounts, requests_of
 log = logging.getLogger(__name__)
 MAX_OWN = 15
 MAX_PENDING = 20
+MAX_CANDIDATES = 200
 
 
 def build_home(services: Services, user_id: str) -> View:
     with services.db.session() as session:
         own = list(requests_of(session, user_id, limit=MAX_OWN))
+        own_total = len(own)
+        if own_total == MAX_OWN:  # the Home tab says how many more `/cf-access status` has
+            own_total = session.scalar(
+                select(func.count()).select_from(AccessRequest).where(AccessRequest.requester_slack_id == user_id)
+            ) or len(own)
         try:
             account_ids = [account.id for account in services.directory.accounts()]
         except CloudflareError:
             account_ids = []
-        candidates = list(pending_for_accounts(session, account_ids, limit=200))
+        candidates = list(pending_for_accounts(session, account_ids, limit=MAX_CANDIDATES))
     try:
         approvable = set(
             services.directory.accounts_approved_by(user_id, sorted({request.account_id for request in candidates}))
         )
     except CloudflareError:
         approvable = set()
-    waiting = [
+    all_waiting = [
         request for request in candidates if request.account_id in approvable and request.requester_slack_id != user_id
-    ][:MAX_PENDING]
-    grantable = {
-        account_id: services.directory.requestable_roles(account_id)
-        for account_id in {request.account_id for request in waiting}
-    }
-    return home_view(own=own, waiting=waiting, grantable_roles=grantable, now=services.clock.now())
+    ]
+    waiting = all_waiting[:MAX_PENDING]
+    grantable = {account_id: _grantable(services, account_id) for account_id in {r.account_id for r in waiting}}
+    return home_view(
+        own=own,
+        waiting=waiting,
+        grantable_roles=grantable,
+        now=services.clock.now(),
+        own_total=own_total,
+        waiting_total=len(all_waiting),
+    )
+
+
+def _grantable(services: Services, account_id: str) -> list[Role]:
+    """The roles to offer; none when Cloudflare cannot say (the Home tab then points to the thread)."""
+    try:
+        return services.directory.requestable_roles(account_id)
+    except CloudflareError as error:
+        log.warning("Home tab without the role picker for account %s: %s", account_id, error)
+        return []
 
 
 class HomeRefresher:
     """Republishes the Home tab of everyone a change concerns, coalesced.
 
     A burst of changes (100 approvals in a minute) must not become hundreds of `views.publish`
-    calls: users are marked dirty and published once per HOME_REFRESH_DELAY.
+    calls: users are marked dirty and published once per HOME_REFRESH_DELAY. A publish that fails
+    is tried once more a delay later, so one Slack hiccup does not leave a stale tab until the
+    next change; one person's failure never stops the others' tabs.
     """
 
     def __init__(self, services: Services) -> None:
@@ -67,25 +94,48 @@ class HomeRefresher:
             if self._scheduled:
                 return
             self._scheduled = True
+        self._later(self._flush)
+
+    def _later(self, work: Callable[[], None]) -> None:
         delay = self._services.settings.home_refresh_delay
         if delay > 0:
-            timer = threading.Timer(delay, self._submit_flush)
+            timer = threading.Timer(delay, self._submit, args=(work,))
             timer.daemon = True
             timer.start()
         else:
-            self._services.executor.submit(self._flush)
+            self._submit(work)
 
-    def _submit_flush(self) -> None:
+    def _submit(self, work: Callable[[], None]) -> None:
         try:
-            self._services.executor.submit(self._flush)
+            self._services.executor.submit(work)
         except RuntimeError:  # shutting down: the next start shows fresh data anyway
             log.info("not refreshing Home tabs: shutting down")
 
     def _flush(self) -> None:
         with self._lock:
             users, self._dirty, self._scheduled = self._dirty, set(), False
+        failed = self._publish(users)
+        if failed:
+            log.info("retrying the Home tab of %d people later", len(failed))
+            self._later(lambda: self._retry(failed))
+
+    def _retry(self, users: set[str]) -> None:
+        with self._lock:
+            users = users - self._dirty  # a flush is due for those anyway
+        failed = self._publish(users)
+        if failed:
+            log.warning("gave up refreshing the Home tab of %s until their next change", ", ".join(sorted(failed)))
+
+    def _publish(self, users: set[str]) -> set[str]:
+        """Publish each tab; return those that failed."""
+        failed: set[str] = set()
         for user_id in sorted(users):
             try:
                 self._services.slack.publish_home(user_id, build_home(self._services, user_id))
             except SlackError as error:
                 log.warning("could not refresh the Home tab of %s: %s", user_id, error.code)
+                failed.add(user_id)
+            except Exception:
+                log.exception("could not refresh the Home tab of %s (ref %s)", user_id, secrets.token_hex(4))
+                failed.add(user_id)
+        return failed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import secrets
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -10,9 +12,20 @@ from typing import ParamSpec, TypeVar
 P = ParamSpec("P")
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
+
+def _name_of(fn: Callable[..., object]) -> str:
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
+
 
 class TrackedExecutor(ThreadPoolExecutor):
-    """A ThreadPoolExecutor that counts unfinished work, for graceful shutdown and tests."""
+    """A ThreadPoolExecutor that counts unfinished work, for graceful shutdown and tests.
+
+    Nobody waits on these futures, so an exception left in one would vanish: every submitted
+    callable is wrapped to log what escapes it, with a short reference (as `failure_text` gives
+    people) to find it by. The exception still goes to the future for any caller that does wait.
+    """
 
     def __init__(self, max_workers: int = 16) -> None:
         super().__init__(max_workers=max_workers, thread_name_prefix="cf-access-worker")
@@ -26,12 +39,21 @@ class TrackedExecutor(ThreadPoolExecutor):
         def run() -> T:
             try:
                 return fn(*args, **kwargs)
+            except Exception:
+                log.exception("background work %s failed (ref %s)", _name_of(fn), secrets.token_hex(4))
+                raise
             finally:
                 with self._idle:
                     self._unfinished -= 1
                     self._idle.notify_all()
 
-        return super().submit(run)
+        try:
+            return super().submit(run)
+        except BaseException:  # shut down: nothing will run, so nothing is unfinished
+            with self._idle:
+                self._unfinished -= 1
+                self._idle.notify_all()
+            raise
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         with self._idle:

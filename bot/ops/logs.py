@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -13,25 +14,52 @@ from typing import Any
 _STANDARD_ATTRS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
 
+# A response_url (https://hooks.slack.com/commands/…, /actions/…) lets whoever holds it post into
+# the conversation for 30 minutes. Bolt and slack_sdk log request bodies and webhook URLs at DEBUG.
+_HOOK_URL = re.compile(r"https?://hooks\.slack(?:-gov)?\.com/[^\s'\"<>,)}\]]+")
+_HOOK_URL_ENCODED = re.compile(r"https?%3A%2F%2Fhooks\.slack(?:-gov)?\.com%2F(?:(?!%22|%27)[^\s&'\"])+", re.IGNORECASE)
+# `response_url` as a dict repr, JSON or form field: 'response_url': '…', "response_url": "…", response_url=…
+_RESPONSE_URL_FIELD = re.compile(r"""(response_url['"]?\s*[:=]\s*['"]?)[^'"\s,&}\]]+""")
+# …and inside a URL-encoded `payload=` form field: response_url%22%3A%20%22…%22
+_RESPONSE_URL_ENCODED = re.compile(r"(response_url%22%3A(?:%20|\+)*%22)(?:(?!%22)[^\s&'\"])+", re.IGNORECASE)
+_ANY_URL = re.compile(r"https?://[^\s'\"<>,)}\]]+")
+# slack_sdk's WebhookClient only ever calls response_urls and incoming webhooks: every URL it logs is one.
+_WEBHOOK_LOGGERS = ("slack_sdk.webhook",)
+MASK = "***"
+
+
+def redact_response_urls(text: str, *, all_urls: bool = False) -> str:
+    """Masks response_urls and Slack webhook URLs; with `all_urls`, every URL in `text`."""
+    if all_urls:
+        text = _ANY_URL.sub(MASK, text)
+    if "hooks.slack" in text:
+        text = _HOOK_URL_ENCODED.sub(MASK, _HOOK_URL.sub("https://hooks.slack.com/" + MASK, text))
+    if "response_url" in text:
+        text = _RESPONSE_URL_ENCODED.sub(r"\1" + MASK, _RESPONSE_URL_FIELD.sub(r"\1" + MASK, text))
+    return text
+
+
 class RedactSecrets(logging.Filter):
-    """Replaces every configured secret with `***` in the final message and its arguments."""
+    """Replaces every configured secret, and every response_url, with `***` in the final message."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
         self._secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
 
-    def _scrub(self, text: str) -> str:
+    def _scrub(self, text: str, *, all_urls: bool = False) -> str:
         for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+            text = text.replace(secret, MASK)
+        return redact_response_urls(text, all_urls=all_urls)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._secrets:
-            record.msg = self._scrub(record.getMessage())
-            record.args = None
-            if record.exc_info and record.exc_info[1] is not None:
-                record.exc_text = self._scrub(logging.Formatter().formatException(record.exc_info))
-                record.exc_info = None
+        all_urls = record.name.startswith(_WEBHOOK_LOGGERS)
+        record.msg = self._scrub(record.getMessage(), all_urls=all_urls)
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = self._scrub(record.exc_text, all_urls=all_urls)
         return True
 
 

@@ -2,16 +2,26 @@
 
 Bolt's own `app.start()` is a single-threaded development server. Here each Slack request is
 dispatched on Starlette's thread pool; listeners ack first and finish on the tracked worker pool.
+
+Before Bolt sees a request, this module bounds its size and checks Slack's signature over the
+byte-exact body, so nothing from an unsigned sender is ever parsed. Bolt's own signature check
+stays on behind it: it costs one HMAC and keeps the Bolt app safe on any other entry point.
+Socket Mode does not come through here (its envelopes arrive over Slack's authenticated socket).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import logging
-from collections.abc import AsyncIterator
+import secrets
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from slack_bolt import App
+from slack_bolt.response import BoltResponse
+from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -24,12 +34,89 @@ from bot.slack.bolt_request import SlackRequest
 
 log = logging.getLogger(__name__)
 
+# Slack's payloads are a few kB (a view submission with large inputs stays well under 100 kB).
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class RawBodySignatureVerifier(SignatureVerifier):
+    """slack_sdk's verifier (5-minute window both ways, `hmac.compare_digest`) over raw bytes.
+
+    The SDK decodes a bytes body as UTF-8 before signing, which raises on bytes that are not
+    UTF-8; Slack signs the bytes as sent, so sign them as they are and let any body be checked.
+    """
+
+    def generate_signature(self, *, timestamp: str, body: str | bytes) -> str | None:
+        raw = body.encode() if isinstance(body, str) else body
+        base = b"v0:" + timestamp.encode() + b":" + raw
+        return "v0=" + hmac.new(self.signing_secret.encode(), base, hashlib.sha256).hexdigest()
+
+    def is_signed(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        """True only for a current, correct signature; malformed headers are simply not signed."""
+        timestamp = headers.get("x-slack-request-timestamp", "")
+        signature = headers.get("x-slack-signature", "")
+        # The SDK calls int() on the timestamp, which raises on "abc" and accepts "1_7" or " 17".
+        if not (timestamp.isascii() and timestamp.isdigit() and signature.isascii()):
+            return False
+        return self.is_valid(body=body, timestamp=timestamp, signature=signature)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def read_limited(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The body, or `_TooLarge` as soon as it is known to exceed `limit`.
+
+    A declared Content-Length is checked before a byte is read; a chunked body is read as a
+    stream and abandoned once past the limit, so a huge upload never sits in memory.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _TooLarge
+    return bytes(body)
+
+
+def _error(status: int, error: str, **fields: str) -> Response:
+    # Connection: close on a refusal whose body was not read: the rest of it is never wanted.
+    headers = {"Connection": "close"} if status == 413 else None
+    return JSONResponse({"error": error, **fields}, status_code=status, headers=headers)
+
 
 def create_web_app(bolt_app: App, services: Services, *, on_startup: Any = None, on_shutdown: Any = None) -> Starlette:
+    secret = services.settings.slack_signing_secret
+    verifier = RawBodySignatureVerifier(secret.get_secret_value()) if secret else None
+
+    def dispatch(raw: bytes, query: str, headers: dict[str, str]) -> BoltResponse | None:
+        """Parse (only signed bytes get here) and run Bolt; None when the body cannot be read."""
+        try:
+            bolt_request = SlackRequest(body=raw.decode("utf-8"), query=query, headers=headers)
+        except Exception as error:  # any parse failure is the body's fault: not UTF-8, not JSON, odd shape
+            log.warning("refused a malformed Slack request (%s)", type(error).__name__)
+            return None
+        return bolt_app.dispatch(bolt_request)
+
     async def slack_events(request: Request) -> Response:
-        raw = (await request.body()).decode("utf-8", errors="replace")
-        bolt_request = SlackRequest(body=raw, query=request.url.query, headers=dict(request.headers))
-        bolt_response = await run_in_threadpool(bolt_app.dispatch, bolt_request)
+        try:
+            raw = await read_limited(request)
+        except _TooLarge:
+            log.warning("refused a Slack request over %d bytes", MAX_BODY_BYTES)
+            return _error(413, "request too large")
+        if verifier is None or not verifier.is_signed(raw, request.headers):
+            log.warning("refused a request without a valid Slack signature")
+            return _error(401, "invalid request")
+        try:
+            bolt_response = await run_in_threadpool(dispatch, raw, request.url.query, dict(request.headers))
+        except Exception:
+            reference = secrets.token_hex(4)
+            log.exception("Slack request failed (ref %s)", reference)
+            return _error(500, "internal error", ref=reference)
+        if bolt_response is None:
+            return _error(400, "malformed request")
         headers = {
             key: value
             for key, value in bolt_response.first_headers_without_set_cookie().items()

@@ -4,6 +4,9 @@ slack_bolt's body parser treats any form body containing the substring `payload`
 interactivity payload; without a `payload` field it returns `{}` and the command is dropped
 (`/cf-access request Acme DNS payload debugging`). We parse the form ourselves and only take the
 `payload` field when it is really there.
+
+Parsing is strict: a body that is not a JSON object (or a form whose `payload` is not one) raises
+`ValueError`, which the HTTP server answers with 400 instead of letting Bolt fail deeper in.
 """
 
 from __future__ import annotations
@@ -14,26 +17,35 @@ from urllib.parse import parse_qsl
 
 from slack_bolt.context.context import BoltContext
 from slack_bolt.request import BoltRequest
-from slack_bolt.request.internals import build_context
+from slack_bolt.request.internals import build_context, build_normalized_headers, extract_content_type
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(text)
+    except RecursionError as error:  # "[[[[…" nested past the interpreter's limit
+        raise ValueError("JSON nested too deeply") from error
+    if not isinstance(parsed, dict):
+        raise ValueError(f"expected a JSON object, got {type(parsed).__name__}")
+    return parsed
 
 
 def parse_slack_body(raw_body: str, content_type: str | None) -> dict[str, Any]:
     if not raw_body:
         return {}
     if content_type == "application/json" or raw_body.lstrip().startswith("{"):
-        parsed: dict[str, Any] = json.loads(raw_body)
-        return parsed
+        return _json_object(raw_body)
     form = dict(parse_qsl(raw_body, keep_blank_values=True))
     if "payload" in form:
-        payload: dict[str, Any] = json.loads(form["payload"])
-        return payload
+        return _json_object(form["payload"])
     return form
 
 
 class SlackRequest(BoltRequest):
     def __init__(self, *, body: str, query: Any = None, headers: Any = None) -> None:
+        # Our strict parse first: malformed bodies fail here with ValueError, before Bolt's parser.
+        parsed = parse_slack_body(body, extract_content_type(build_normalized_headers(headers)))
         super().__init__(body=body, query=query, headers=headers, mode="http")
-        parsed = parse_slack_body(self.raw_body, self.content_type)
         if parsed != self.body:
             self.body = parsed
             self.context = build_context(BoltContext({}), self.body)
