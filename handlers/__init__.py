@@ -27,8 +27,15 @@ def register(app: App, services: Services) -> None:
     app.action(Action.RESEND_INVITE.value)(actions.on_resend_invite)
     app.action(Action.MODAL_ACCOUNT.value)(views.on_account_selected)
     app.action(Action.MODAL_ROLES.value)(actions.on_role_pick)
+    app.action(Action.GRANT_DURATION.value)(actions.on_role_pick)
+    app.action(Action.MODAL_DURATION.value)(actions.on_role_pick)
+    app.action(Action.REVOKE_ACCESS.value)(actions.on_revoke)
+    app.action(Action.REQUEST_EXTENSION.value)(actions.on_request_extension)
 
     app.view_submission(Callback.REQUEST_MODAL.value)(views.on_request_submitted)
     app.view_submission(Callback.DENY_MODAL.value)(views.on_deny_submitted)
+    app.view_submission(Callback.REVOKE_MODAL.value)(views.on_revoke_submitted)
+    app.view_submission(Callback.EXTENSION_MODAL.value)(views.on_extension_submitted)
 
     app.event("app_home_opened")(events.on_home_opened)
+    app.event("user_change")(events.on_user_change)

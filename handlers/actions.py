@@ -11,8 +11,10 @@ from slack_bolt import Ack, Respond
 from bot.access.decisions import already_decided
 from bot.access.invite_followup import InviteFollowUp
 from bot.access.services import Services
+from bot.access.terms import duration_choices, from_seconds
+from bot.slack.formatting import slack_date
 from bot.slack.gateway import SlackError
-from bot.slack.modals import deny_modal
+from bot.slack.modals import deny_modal, extension_modal, revoke_modal
 from handlers.common import run_after_ack, tell_actor
 from handlers.payloads import DecisionClick, decision_click
 from storage.repository import get_request
@@ -26,7 +28,7 @@ class ActionHandlers:
         self.services = services
 
     def on_role_pick(self, ack: Ack) -> None:
-        """The role picker's own event; its value is read from `state` when Approve is clicked."""
+        """A picker's own event (roles, duration); its value is read from `state` when Approve is clicked."""
         ack()
 
     def on_approve(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
@@ -68,8 +70,62 @@ class ActionHandlers:
         run_after_ack(self.services, body, respond, work)
 
     def _approve(self, click: DecisionClick, _body: dict[str, Any]) -> str | None:
-        result = self.services.decisions.approve(click.request_id, click.user_id, click.granted_role_ids)
+        result = self.services.decisions.approve(
+            click.request_id, click.user_id, click.granted_role_ids, click.granted_duration_s
+        )
         return None if result.ok else f":warning: {result.message}"
+
+    def on_revoke(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        """Like Deny: the reason form opens at once; who may revoke is checked when it is submitted."""
+        ack()
+        click = decision_click(body)
+        said = self._open_revoke_form(click, body) if click else ":warning: That button's payload was not understood."
+        if said:
+            run_after_ack(self.services, body, respond, lambda: tell_actor(self.services, body, respond, said))
+
+    def _open_revoke_form(self, click: DecisionClick, body: dict[str, Any]) -> str | None:
+        with self.services.db.session() as session:
+            request = get_request(session, click.request_id)
+        if request is None or request.status not in (RequestStatus.INVITED.value, RequestStatus.ACCEPTED.value):
+            state = request.status if request else "gone"
+            return f":warning: Request #{click.request_id} is {state}; it holds no access to revoke."
+        metadata = {"channel_id": str((body.get("container") or {}).get("channel_id") or "")}
+        form = revoke_modal(request.id, request.account_name, request.requester_slack_id, metadata)
+        try:
+            self.services.slack.open_view(body["trigger_id"], form)
+        except SlackError as error:
+            return f":warning: Slack did not open the form ({error.code}); click Revoke access again."
+        return None
+
+    def on_request_extension(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        """The holder's button in the end warning: the form (duration, reason) opens at once."""
+        ack()
+        click = decision_click(body)
+        said = self._open_extension_form(click, body) if click else ":warning: That button was not understood."
+        if said:
+            run_after_ack(self.services, body, respond, lambda: tell_actor(self.services, body, respond, said))
+
+    def _open_extension_form(self, click: DecisionClick, body: dict[str, Any]) -> str | None:
+        services = self.services
+        with services.db.session() as session:
+            request = get_request(session, click.request_id)
+        if request is None or request.requester_slack_id != click.user_id:
+            return f":warning: You hold no access through #{click.request_id}."
+        if request.status != RequestStatus.ACCEPTED.value or request.access_ends_at is None:
+            return f":warning: Request #{request.id} is {request.status}; only an accepted, time-bound grant can be extended."
+        choices = duration_choices(services.settings, from_seconds(request.granted_duration_s))
+        form = extension_modal(
+            request.id,
+            request.account_name,
+            slack_date(request.access_ends_at),
+            choices,
+            from_seconds(request.granted_duration_s),
+        )
+        try:
+            services.slack.open_view(body["trigger_id"], form)
+        except SlackError as error:
+            return f":warning: Slack did not open the form ({error.code}); click Request extension again."
+        return None
 
     def _open_deny_form(self, click: DecisionClick, body: dict[str, Any]) -> str | None:
         services = self.services

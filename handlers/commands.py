@@ -10,12 +10,12 @@ from slack_bolt import Ack, Respond
 from bot.access.filing import Refusal, filed_message
 from bot.access.services import Services
 from bot.core.durations import format_duration
-from bot.slack.command_text import USAGE, ParsedCommand, parse_command, parse_request_id
-from bot.slack.formatting import escape, number, role_list
+from bot.slack.command_text import USAGE, ParsedCommand, parse_command, parse_request_id, parse_request_tail
+from bot.slack.formatting import escape, number, shown_roles
 from bot.slack.gateway import SlackError
-from bot.slack.messages import STATUS_LABEL
+from bot.slack.messages import STATUS_LABEL, term_text
 from bot.slack.modals import loading_modal, request_modal
-from handlers.common import failure_text, run_after_ack
+from handlers.common import failure_text, form_durations, run_after_ack
 from storage.repository import pending_for_accounts, requests_of
 from storage.states import RequestStatus
 
@@ -85,21 +85,36 @@ class CommandHandlers:
             services.slack.update_view(view_id, loading_modal(failure_text(error)))
             return
         metadata = {"channel_id": command.get("channel_id", ""), "email": profile.email or ""}
-        view = request_modal(accounts=accounts, selected_account=None, roles=[], email=profile.email, metadata=metadata)
+        view = request_modal(
+            accounts=accounts,
+            selected_account=None,
+            roles=[],
+            email=profile.email,
+            metadata=metadata,
+            **form_durations(services.settings),
+        )
         services.slack.update_view(view_id, view, view_hash=view_hash)
 
     def quick_request(self, user_id: str, parsed: ParsedCommand) -> str:
-        if len(parsed.args) < 2 or not parsed.rest:
+        tail = parse_request_tail(parsed.rest)
+        if len(parsed.args) < 2 or not tail.reason:
             raise Refusal(
-                "Usage: `/cf-access request ACCOUNT ROLE[,ROLE...] REASON`, e.g. "
-                '`/cf-access request "Orange Cloud" DNS rotating the zone\'s records`. '
+                "Usage: `/cf-access request ACCOUNT ROLE[,ROLE...] [for DURATION] REASON`, e.g. "
+                '`/cf-access request "Orange Cloud" DNS for 3d rotating the zone\'s records`. '
                 + ("The reason is missing." if len(parsed.args) == 2 else "")
             )
         filing = self.services.filing
         account = filing.resolve_account(parsed.args[0])
+        if tail.zones:
+            raise Refusal(
+                f"Zone-scoped access (`on {escape(','.join(tail.zones))}`) needs Cloudflare's permission policies, "
+                f"which this bot does not grant yet for {escape(account.name)}. Ask for account-wide access, or "
+                "ask a Super Administrator to scope it in the dashboard. Nothing was filed."
+            )
         roles = filing.resolve_roles(account, parsed.args[1])
+        duration = filing.resolve_duration(tail.duration)
         profile = filing.requester(user_id)
-        return ":white_check_mark: " + filed_message(filing.file(profile, account, roles, parsed.rest))
+        return ":white_check_mark: " + filed_message(filing.file(profile, account, roles, tail.reason, duration))
 
     # --- listings -----------------------------------------------------------------------------
 
@@ -135,8 +150,8 @@ class CommandHandlers:
             label = STATUS_LABEL[RequestStatus(request.status)]
             granted = request.granted_role_names or request.requested_role_names
             lines.append(
-                f"• *{number(request.id)}* {escape(request.account_name)}: {role_list(granted)}: {label} "
-                f"(filed {format_duration(now - request.created_at)} ago)"
+                f"• *{number(request.id)}* {escape(request.account_name)}: {shown_roles(granted)}: {label}, "
+                f"access for {term_text(request)} (filed {format_duration(now - request.created_at)} ago)"
             )
         return "*Your access requests*\n" + "\n".join(lines)
 
@@ -155,8 +170,9 @@ class CommandHandlers:
         now = services.clock.now()
         lines = [
             f"• *{number(request.id)}* <@{request.requester_slack_id}> asks for "
-            f"{role_list(request.requested_role_names)} on *{escape(request.account_name)}* "
-            f"({format_duration(now - request.created_at)} ago): {escape(request.reason[:150])}"
+            f"{shown_roles(request.requested_role_names)} on *{escape(request.account_name)}* "
+            f"for {term_text(request)} ({format_duration(now - request.created_at)} ago): "
+            f"{escape(request.reason[:150])}"
             for request in mine[:50]
         ]
         return (

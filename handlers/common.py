@@ -11,7 +11,10 @@ from slack_bolt import Respond
 from slack_sdk.errors import SlackApiError
 
 from bot.access.services import Services
+from bot.access.terms import duration_choices
 from bot.cloudflare.errors import CloudflareError
+from bot.core.config import Settings
+from bot.slack.formatting import escape
 
 log = logging.getLogger(__name__)
 
@@ -20,9 +23,9 @@ def failure_text(error: Exception) -> str:
     reference = secrets.token_hex(4)
     log.exception("listener failed (ref %s)", reference)
     if isinstance(error, CloudflareError):
-        return f":warning: Cloudflare did not answer as expected: {error}. Nothing was changed; try again in a minute (ref `{reference}`)."
+        return f":warning: Cloudflare did not answer as expected: {escape(str(error))}. Nothing was changed; try again in a minute (ref `{reference}`)."
     if isinstance(error, SlackApiError):
-        return f":warning: Slack refused a call ({error.response.get('error')}). Nothing was lost; try again (ref `{reference}`)."
+        return f":warning: Slack refused a call ({escape(str(error.response.get('error')))}). Nothing was lost; try again (ref `{reference}`)."
     return f":warning: Something went wrong on our side. Nothing was lost; try again, or give your Slack admin ref `{reference}`."
 
 
@@ -60,3 +63,9 @@ def run_after_ack(services: Services, body: dict[str, Any], respond: Respond | N
             tell_actor(services, body, respond, failure_text(error))
 
     services.executor.submit(guarded)
+
+
+def form_durations(settings: Settings) -> dict[str, Any]:
+    """The request form's "Access for" choices, preset to DEFAULT_ACCESS_DURATION (else the maximum)."""
+    default = settings.default_access_duration or settings.max_access_duration
+    return {"duration_choices": duration_choices(settings, default), "default_duration": default}

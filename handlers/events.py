@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import delete
 
+from bot.access.grants import Grants
 from bot.access.home import build_home
 from bot.access.services import Services
 from storage.models import ProcessedEvent
@@ -51,3 +52,21 @@ class EventHandlers:
             log.warning("could not release event %s for Slack's retry", event_id, exc_info=True)
         else:
             log.info("Home tab not published for event %s; a retry of it will be handled", event_id)
+
+    def on_user_change(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        """A deactivated person loses the access the bot granted them (OFFBOARD_DEACTIVATED)."""
+        user = event.get("user") or {}
+        if not (isinstance(user, dict) and user.get("deleted") is True and isinstance(user.get("id"), str)):
+            return
+        slack_id = user["id"]
+        self.services.executor.submit(self._offboard, str(body.get("event_id") or ""), slack_id)
+
+    def _offboard(self, event_id: str, slack_id: str) -> None:
+        services = self.services
+        if event_id:
+            with services.db.session() as session:
+                if not remember_event(session, event_id, now=services.clock.now()):
+                    log.info("event %s was already handled; Slack retry ignored", event_id)
+                    return
+        removed = Grants(services).offboard(slack_id, "their Slack account was deactivated")
+        log.info("offboarded %s: %s grants revoked or requests cancelled", slack_id, removed)

@@ -3,17 +3,38 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from bot.access.terms import DEFAULT, KEEP_REQUESTED, Requested
 from bot.slack.ids import Block, suffix_of
+
+# A duration select's value: seconds, or "permanent"; `NOT_CHOSEN` when the select is absent.
+NOT_CHOSEN = KEEP_REQUESTED
+
+
+def _duration_value(selected: Any) -> int | None:
+    value = str((selected or {}).get("value") or "")
+    if value == "permanent":
+        return None
+    return int(value) if value.isdigit() and 0 < int(value) < 10**9 else NOT_CHOSEN
+
+
+def form_duration(duration_s: int | None) -> Requested:
+    """A form's duration select: not there means the default; "permanent" is None."""
+    if duration_s == NOT_CHOSEN:
+        return DEFAULT
+    return timedelta(seconds=duration_s) if duration_s is not None else None
 
 
 class DecisionClick(BaseModel):
     request_id: int
     user_id: str
     granted_role_ids: list[str]
+    #: Seconds chosen in the root's duration select; None = permanent; NOT_CHOSEN when absent.
+    granted_duration_s: int | None = NOT_CHOSEN
 
 
 def _state_values(body: dict[str, Any]) -> dict[str, Any]:
@@ -32,7 +53,12 @@ def decision_click(body: dict[str, Any]) -> DecisionClick | None:
         grant_block = f"{Block.GRANT.value}:{request_id}"
         for element in _state_values(body).get(grant_block, {}).values():
             granted = [option["value"] for option in element.get("selected_options") or []]
-        return DecisionClick(request_id=request_id, user_id=body["user"]["id"], granted_role_ids=granted)
+        duration: int | None = NOT_CHOSEN
+        for element in _state_values(body).get(f"{Block.DURATION.value}:{request_id}", {}).values():
+            duration = _duration_value(element.get("selected_option"))
+        return DecisionClick(
+            request_id=request_id, user_id=body["user"]["id"], granted_role_ids=granted, granted_duration_s=duration
+        )
     except (KeyError, IndexError, TypeError, ValueError, ValidationError):
         return None
 
@@ -42,6 +68,7 @@ class RequestForm(BaseModel):
     roles_block_id: str | None
     role_ids: list[str]
     reason: str
+    duration_s: int | None = NOT_CHOSEN
 
 
 def _view_values(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -63,7 +90,10 @@ def request_form(view: dict[str, Any]) -> RequestForm:
     if roles_block_id and (account_id is None or suffix_of(roles_block_id) == account_id):
         role_ids = [option["value"] for option in _element(values, roles_block_id).get("selected_options") or []]
     reason = _element(values, Block.REASON.value).get("value") or ""
-    return RequestForm(account_id=account_id, roles_block_id=roles_block_id, role_ids=role_ids, reason=reason)
+    duration = _duration_value(_element(values, Block.DURATION.value).get("selected_option"))
+    return RequestForm(
+        account_id=account_id, roles_block_id=roles_block_id, role_ids=role_ids, reason=reason, duration_s=duration
+    )
 
 
 def private_metadata(view: dict[str, Any]) -> dict[str, str]:
@@ -72,6 +102,28 @@ def private_metadata(view: dict[str, Any]) -> dict[str, str]:
     except ValueError:
         return {}
     return {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
+
+
+def revoke_reason(view: dict[str, Any]) -> str | None:
+    value = _element(_view_values(view), Block.REVOKE_REASON.value).get("value")
+    return str(value) if value else None
+
+
+class ExtensionForm(BaseModel):
+    request_id: int
+    duration_s: int | None
+    reason: str
+
+
+def extension_form(view: dict[str, Any]) -> ExtensionForm | None:
+    values = _view_values(view)
+    try:
+        request_id = int(private_metadata(view).get("request_id", "0"))
+    except ValueError:
+        return None
+    duration = _duration_value(_element(values, Block.DURATION.value).get("selected_option"))
+    reason = _element(values, Block.REASON.value).get("value") or ""
+    return ExtensionForm(request_id=request_id, duration_s=duration, reason=reason) if request_id > 0 else None
 
 
 def deny_reason(view: dict[str, Any]) -> str | None:

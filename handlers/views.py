@@ -8,14 +8,27 @@ from typing import Any
 from slack_bolt import Ack
 
 from bot.access.decisions import already_decided
-from bot.access.filing import Refusal, filed_message
+from bot.access.filing import Refusal, filed_message, has_visible_text
+from bot.access.grants import Grants
 from bot.access.services import Services
+from bot.access.terms import DEFAULT, DurationRefused, Requested, effective_duration
 from bot.cloudflare.models import Account, Role
-from bot.slack.gateway import SlackProfile
+from bot.slack.formatting import escape
+from bot.slack.gateway import SlackError, SlackProfile
 from bot.slack.ids import Block
 from bot.slack.modals import request_modal
-from handlers.common import failure_text, run_after_ack
-from handlers.payloads import RequestForm, deny_reason, private_metadata, request_form
+from handlers.common import failure_text, form_durations, run_after_ack
+from handlers.payloads import (
+    ExtensionForm,
+    RequestForm,
+    deny_reason,
+    extension_form,
+    form_duration,
+    private_metadata,
+    request_form,
+    revoke_reason,
+)
+from storage.models import AccessRequest
 from storage.repository import get_request
 from storage.states import RequestStatus
 
@@ -45,6 +58,7 @@ class ViewHandlers:
             roles=roles,
             email=metadata.get("email") or None,
             metadata=metadata,
+            **form_durations(self.services.settings),
         )
         self.services.slack.update_view(view["id"], updated, view_hash=view.get("hash"))
 
@@ -71,12 +85,18 @@ class ViewHandlers:
             roles = [roles_by_id[role_id] for role_id in form.role_ids if role_id in roles_by_id]
             if len(roles) != len(form.role_ids):
                 raise Refusal("A chosen role no longer exists in this account; choose again.", field="roles")
+            duration = form_duration(form.duration_s)
+            try:
+                effective_duration(duration, services.settings)
+            except DurationRefused as refused:
+                raise Refusal(str(refused), field="duration") from None
             profile = services.filing.requester(user_id)
             services.filing.check_fields(profile, account, roles, form.reason)
         except Refusal as refusal:
             field_blocks = {
                 "roles": form.roles_block_id or Block.ACCOUNT.value,
                 "reason": Block.REASON.value,
+                "duration": Block.DURATION.value,
             }
             # A refusal about the person (no e-mail, domain) shows under the first field.
             block_id = field_blocks.get(refusal.field or "", Block.ACCOUNT.value)
@@ -86,7 +106,7 @@ class ViewHandlers:
             ack(response_action="errors", errors={Block.REASON.value: failure_text(error)})
             return
         ack()
-        run_after_ack(services, body, None, lambda: self._file(user_id, profile, account, roles, form.reason))
+        run_after_ack(services, body, None, lambda: self._file(user_id, profile, account, roles, form.reason, duration))
 
     def _file_unchecked(self, user_id: str, form: RequestForm) -> None:
         services = self.services
@@ -105,17 +125,98 @@ class ViewHandlers:
         except Exception as error:
             services.notifier.tell(user_id, failure_text(error))
             return
-        self._file(user_id, profile, account, roles, form.reason)
+        self._file(user_id, profile, account, roles, form.reason, form_duration(form.duration_s))
 
-    def _file(self, user_id: str, profile: SlackProfile, account: Account, roles: list[Role], reason: str) -> None:
+    def _file(
+        self,
+        user_id: str,
+        profile: SlackProfile,
+        account: Account,
+        roles: list[Role],
+        reason: str,
+        duration: Requested = DEFAULT,
+        *,
+        extends: AccessRequest | None = None,
+    ) -> None:
         services = self.services
         try:
-            filed = services.filing.file(profile, account, roles, reason)
+            filed = services.filing.file(profile, account, roles, reason, duration, extends=extends)
             services.notifier.tell(user_id, ":white_check_mark: " + filed_message(filed))
         except Refusal as refusal:
             services.notifier.tell(user_id, f":warning: Your request was not filed: {refusal.message}")
         except Exception as error:
             services.notifier.tell(user_id, failure_text(error))
+
+    def on_revoke_submitted(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        """Who may revoke is confirmed after the ack (a Cloudflare read); the outcome is told to them."""
+        ack()
+        user_id = body["user"]["id"]
+        metadata = private_metadata(view)
+        request_id = int(metadata.get("request_id", "0") or 0)
+        reason = revoke_reason(view)
+
+        def revoke() -> None:
+            outcome = Grants(self.services).revoke(request_id, user_id, reason)
+            self._tell_modal_actor(user_id, metadata, ("" if outcome.ok else ":warning: ") + outcome.message)
+
+        run_after_ack(self.services, body, None, revoke)
+
+    def on_extension_submitted(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        services = self.services
+        user_id = body["user"]["id"]
+        form = extension_form(view)
+        if form is None:
+            ack(
+                response_action="errors",
+                errors={Block.REASON.value: "This form lost track of its request; open it again."},
+            )
+            return
+        try:
+            effective_duration(form_duration(form.duration_s), services.settings)
+        except DurationRefused as refused:
+            ack(response_action="errors", errors={Block.DURATION.value: str(refused)})
+            return
+        if not has_visible_text(form.reason):
+            ack(response_action="errors", errors={Block.REASON.value: "Give a reason: approvers need to know why."})
+            return
+        ack()
+        run_after_ack(services, body, None, lambda: self._file_extension(user_id, form))
+
+    def _file_extension(self, user_id: str, form: ExtensionForm) -> None:
+        services = self.services
+        with services.db.session() as session:
+            original = get_request(session, form.request_id)
+        if (
+            original is None
+            or original.requester_slack_id != user_id
+            or original.status != RequestStatus.ACCEPTED.value
+        ):
+            services.notifier.tell(user_id, f":warning: You hold no access through #{form.request_id} to extend.")
+            return
+        try:
+            account = services.directory.account(original.account_id)
+            if account is None:
+                raise Refusal(f"{escape(original.account_name)} can no longer be requested through Slack.")
+            roles_by_id = {role.id: role for role in services.directory.roles(account.id)}
+            roles = [roles_by_id[role_id] for role_id in original.granted_role_ids or [] if role_id in roles_by_id]
+            profile = services.filing.requester(user_id)
+        except Refusal as refusal:
+            services.notifier.tell(user_id, f":warning: Your extension was not filed: {refusal.message}")
+            return
+        except Exception as error:
+            services.notifier.tell(user_id, failure_text(error))
+            return
+        self._file(user_id, profile, account, roles, form.reason, form_duration(form.duration_s), extends=original)
+
+    def _tell_modal_actor(self, user_id: str, metadata: dict[str, str], text: str) -> None:
+        channel_id = metadata.get("channel_id")
+        if channel_id:
+            try:
+                self.services.slack.ephemeral(channel_id, user_id, text)
+                return
+            except SlackError:
+                log.warning("could not post an ephemeral to %s", user_id)
+        self.services.notifier.tell(user_id, text)
 
     def on_deny_submitted(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         services = self.services

@@ -52,6 +52,9 @@ class AccessRequest(Base):
     requested_role_ids: Mapped[list[str]]
     requested_role_names: Mapped[list[str]]
     reason: Mapped[str] = mapped_column(Text)
+    # What Slack said of the requester when they asked ("member", "guest (multi-channel)", ...),
+    # shown to the approvers.
+    requester_standing: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -65,6 +68,12 @@ class AccessRequest(Base):
     # Invite outbox: an approved request is due for sending at `invite_due_at`; a worker leases it
     # until `invite_lease_until` so that exactly one process sends it.
     cloudflare_member_id: Mapped[str | None] = mapped_column(String(64))
+    # The bot acts (resend, revoke, end) only on what it created itself: a member its own POST
+    # created (answered, or lost and adopted after a POST was sent) is marked here; a membership
+    # found that was made in the dashboard is never deleted, re-sent or taken over.
+    member_created_by_bot: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    # Set durably just before each POST: only after one was sent can a member found be the bot's own.
+    invite_posted_at: Mapped[datetime | None]
     invite_due_at: Mapped[datetime | None]
     invite_lease_until: Mapped[datetime | None]
     invite_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
@@ -83,6 +92,23 @@ class AccessRequest(Base):
     resend_offered_at: Mapped[datetime | None]
     # Set when the thread root could not be updated in Slack; the sweep repairs it.
     slack_sync_due_at: Mapped[datetime | None]
+
+    # Time-bound access: durations in seconds (None: permanent); the end is set at approval.
+    requested_duration_s: Mapped[int | None] = mapped_column(Integer)
+    granted_duration_s: Mapped[int | None] = mapped_column(Integer)
+    access_ends_at: Mapped[datetime | None]
+    end_warning_due_at: Mapped[datetime | None]
+    # Removal (end, revoke, offboarding): claimed by a conditional update on this due time, so it
+    # runs once across replicas; moved forward after a refusal so it is retried, never forgotten.
+    removal_due_at: Mapped[datetime | None]
+    removal_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    removal_target: Mapped[str | None] = mapped_column(String(16))  # "ended" or "revoked"
+    removal_reason: Mapped[str | None] = mapped_column(Text)
+    removal_actor_slack_id: Mapped[str | None] = mapped_column(String(32))
+    # An extension is a request of its own, linked to the grant it extends ("extends #12").
+    extends_request_id: Mapped[int | None] = mapped_column(Integer)
+    # Offboarding: when the holder's Slack standing is next checked (one users.info per interval).
+    holder_check_due_at: Mapped[datetime | None]
 
     __table_args__ = (
         Index(
@@ -137,3 +163,15 @@ class ProcessedEvent(Base):
 
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     received_at: Mapped[datetime]
+
+
+class ScheduledRun(Base):
+    """A job that runs once across replicas and restarts: who holds it now, when it last ran, and
+    what that run found (the access review keeps its counts here for the approvers' Home tab)."""
+
+    __tablename__ = "scheduled_runs"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_run_at: Mapped[datetime | None]
+    claimed_until: Mapped[datetime | None]
+    result: Mapped[dict[str, Any] | None]

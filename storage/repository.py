@@ -34,6 +34,9 @@ class NewRequest:
     requested_role_ids: list[str]
     requested_role_names: list[str]
     reason: str
+    requester_standing: str | None = None
+    requested_duration_s: int | None = None
+    extends_request_id: int | None = None
 
 
 def open_request_for(session: Session, requester_slack_id: str, account_id: str) -> AccessRequest | None:
@@ -59,6 +62,9 @@ def create_request(
         requested_role_ids=new.requested_role_ids,
         requested_role_names=new.requested_role_names,
         reason=new.reason,
+        requester_standing=new.requester_standing,
+        requested_duration_s=new.requested_duration_s,
+        extends_request_id=new.extends_request_id,
         created_at=now,
         updated_at=now,
         approval_reminder_due_at=reminder_due_at,
@@ -87,13 +93,15 @@ def transition(
     *,
     now: datetime,
     only_from: Iterable[RequestStatus] | None = None,
+    conditions: Iterable[Any] = (),
     **values: Any,
 ) -> bool:
-    """Move a request to `target` if it is in an allowed source state; False when another actor won."""
+    """Move a request to `target` if it is in an allowed source state (and `conditions` hold); False
+    when another actor won."""
     sources = sources_for(target) if only_from is None else frozenset(only_from) & sources_for(target)
     result = session.execute(
         update(AccessRequest)
-        .where(AccessRequest.id == request_id, AccessRequest.status.in_([s.value for s in sources]))
+        .where(AccessRequest.id == request_id, AccessRequest.status.in_([s.value for s in sources]), *conditions)
         .values(status=target.value, updated_at=now, **values)
         .execution_options(synchronize_session=False)
     )
@@ -172,12 +180,41 @@ def invites_due(session: Session, now: datetime, *, limit: int) -> list[int]:
 
 
 def lease_invite(session: Session, request_id: int, *, now: datetime, lease_until: datetime) -> bool:
+    """Take an approved invite that is due and not leased by a live worker (one taker wins)."""
     return claim(
         session,
         request_id,
         AccessRequest.status == RequestStatus.APPROVED.value,
+        or_(AccessRequest.invite_due_at.is_(None), AccessRequest.invite_due_at <= now),
         or_(AccessRequest.invite_lease_until.is_(None), AccessRequest.invite_lease_until < now),
         invite_lease_until=lease_until,
+    )
+
+
+def renew_invite_lease(
+    session: Session, request_id: int, *, held: datetime, lease_until: datetime, **values: Any
+) -> bool:
+    """Extend a lease only while it is still the one its holder wrote (`held`): a holder whose lease
+    lapsed and was taken over never takes it back. False: the lease is lost."""
+    return claim(
+        session,
+        request_id,
+        AccessRequest.status == RequestStatus.APPROVED.value,
+        AccessRequest.invite_lease_until == held,
+        invite_lease_until=lease_until,
+        **values,
+    )
+
+
+def release_invite(session: Session, request_id: int, *, held: datetime, **values: Any) -> bool:
+    """Give a still-held lease back, with `values` (the next due time) written in the same update."""
+    return claim(
+        session,
+        request_id,
+        AccessRequest.status == RequestStatus.APPROVED.value,
+        AccessRequest.invite_lease_until == held,
+        invite_lease_until=None,
+        **values,
     )
 
 
@@ -254,23 +291,25 @@ def remember_event(session: Session, event_id: str, *, now: datetime) -> bool:
 
 def claim_due(
     session: Session,
-    status: RequestStatus,
+    status: RequestStatus | Iterable[RequestStatus],
     due_column: Any,
     now: datetime,
     *,
     limit: int,
-    next_due: datetime,
+    next_due: datetime | None,
     **values: Any,
 ) -> list[AccessRequest]:
-    """Claim up to `limit` requests whose `due_column` has passed, by moving it to `next_due`.
+    """Claim up to `limit` requests in `status` (one or several) whose `due_column` has passed, by
+    moving it to `next_due` (None: cleared, for what happens once).
 
     On PostgreSQL the candidate rows are locked with FOR UPDATE SKIP LOCKED, so concurrent sweepers
     split the work; on every database each row is then claimed by a conditional update on its old
     due time, so a row is never handed to two sweepers.
     """
+    statuses = [status.value] if isinstance(status, RequestStatus) else [s.value for s in status]
     candidates = session.execute(
         select(AccessRequest.id, due_column)
-        .where(AccessRequest.status == status.value, due_column.is_not(None), due_column <= now)
+        .where(AccessRequest.status.in_(statuses), due_column.is_not(None), due_column <= now)
         .order_by(due_column)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -279,7 +318,7 @@ def claim_due(
     for request_id, old_due in candidates:
         result = session.execute(
             update(AccessRequest)
-            .where(AccessRequest.id == request_id, AccessRequest.status == status.value, due_column == old_due)
+            .where(AccessRequest.id == request_id, AccessRequest.status.in_(statuses), due_column == old_due)
             .values({due_column.key: next_due, **values})
             .execution_options(synchronize_session=False)
         )
@@ -298,3 +337,18 @@ def prune_events(session: Session, *, before: datetime) -> int:
     """Forget Events API deliveries older than Slack's retry window (retries stop after ~5 minutes)."""
     result = session.execute(delete(ProcessedEvent).where(ProcessedEvent.received_at < before))
     return int(result.rowcount or 0) if isinstance(result, CursorResult) else 0
+
+
+def grants_of(session: Session, requester_slack_id: str) -> Sequence[AccessRequest]:
+    """A person's requests that hold or may still become access (offboarding goes through these)."""
+    holding = [
+        RequestStatus.PENDING.value,
+        RequestStatus.APPROVED.value,
+        RequestStatus.INVITED.value,
+        RequestStatus.ACCEPTED.value,
+    ]
+    return session.scalars(
+        select(AccessRequest)
+        .where(AccessRequest.requester_slack_id == requester_slack_id, AccessRequest.status.in_(holding))
+        .order_by(AccessRequest.id)
+    ).all()

@@ -14,6 +14,8 @@ class RequestStatus(StrEnum):
     CANCELLED = "cancelled"
     EXPIRED = "expired"
     FAILED = "failed"
+    ENDED = "ended"  # a time-bound grant reached its end and the bot removed what it added
+    REVOKED = "revoked"  # removed early: by an approver, an operator, or offboarding
 
 
 ALLOWED_TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
@@ -31,8 +33,19 @@ ALLOWED_TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
     # "Retry invite" puts a failed request back into the outbox.
     RequestStatus.FAILED: frozenset({RequestStatus.APPROVED}),
     # An invite revoked in Cloudflare closes the request; "Resend invite" stays in `invited`.
-    RequestStatus.INVITED: frozenset({RequestStatus.ACCEPTED, RequestStatus.CANCELLED, RequestStatus.FAILED}),
-    RequestStatus.ACCEPTED: frozenset(),
+    # An invite that disappears from Cloudflare fails (with Retry invite); a grant ends or is revoked.
+    RequestStatus.INVITED: frozenset(
+        {
+            RequestStatus.ACCEPTED,
+            RequestStatus.CANCELLED,
+            RequestStatus.FAILED,
+            RequestStatus.ENDED,
+            RequestStatus.REVOKED,
+        }
+    ),
+    RequestStatus.ACCEPTED: frozenset({RequestStatus.ENDED, RequestStatus.REVOKED}),
+    RequestStatus.ENDED: frozenset(),
+    RequestStatus.REVOKED: frozenset(),
     RequestStatus.DENIED: frozenset(),
     RequestStatus.CANCELLED: frozenset(),
     RequestStatus.EXPIRED: frozenset(),

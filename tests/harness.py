@@ -131,9 +131,11 @@ class SlackDriver:
         *,
         user_id: str,
         granted_role_ids: list[str] | None = None,
+        granted_duration: str | None = None,
         wait: bool = True,
     ) -> httpx.Response:
-        """A block_actions payload for a button on `message`, carrying the role picker's state."""
+        """A block_actions payload for a button on `message`, carrying the role and duration pickers' state
+        (`granted_duration`: an option value of the duration select, e.g. "28800" or "permanent")."""
         action = next(
             element
             for block in message.blocks
@@ -152,6 +154,11 @@ class SlackDriver:
                 if granted_role_ids is not None:
                     chosen = [o for o in accessory["options"] if o["value"] in granted_role_ids]
                 values[block["block_id"]] = {"grant_roles": {"type": "multi_static_select", "selected_options": chosen}}
+            if accessory.get("action_id") == "grant_duration":
+                option = accessory.get("initial_option")
+                if granted_duration is not None:
+                    option = next(o for o in accessory["options"] if o["value"] == granted_duration)
+                values[block["block_id"]] = {"grant_duration": {"type": "static_select", "selected_option": option}}
         response_id = f"act-{next(_response_ids)}"
         payload = {
             "type": "block_actions",

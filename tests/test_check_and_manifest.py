@@ -66,7 +66,8 @@ def test_manifests_validate_against_slacks_schema() -> None:
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
     assert {"commands", "chat:write", "im:write", "users:read", "users:read.email"} <= scopes
     assert manifest["features"]["slash_commands"][0]["command"] == "/cf-access"
-    assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
+    # Every event the bot listens to is subscribed; user_change drives offboarding.
+    assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened", "user_change"]
     urls = [
         manifest["features"]["slash_commands"][0]["url"],
         manifest["settings"]["interactivity"]["request_url"],

@@ -98,7 +98,7 @@ def test_pending_lists_what_waits_on_the_approver(bot: BotUnderTest, fake_slack:
         ('request "Acme Production" Janitor why', "No requestable role of Acme Production matches `Janitor`"),
         ('request "Acme Production" "Super Administrator - All Privileges" why', "cannot be requested through Slack"),
         ('request "Acme Production" DNS', "The reason is missing"),
-        ('request "Acme Production"', "Usage: `/cf-access request ACCOUNT ROLE[,ROLE...] REASON`"),
+        ('request "Acme Production"', "Usage: `/cf-access request ACCOUNT ROLE[,ROLE...] [for DURATION] REASON`"),
         ('request "Acme Production DNS oops', "A quote is not closed"),
         ('request "Acme Production" DNS ' + "x" * 501, "The reason is 501 characters; keep it to 500"),
     ],

@@ -92,4 +92,4 @@ def test_cloudflare_4xx_shows_its_message_and_a_retry_button(
     assert stored(bot, request_id).status == "invited"
     assert len(fake_cf.members_with_email(world.acme, "alice@example.com")) == 1
     assert audit_names(bot, request_id)[-2:] == ["invite_retried", "invite_sent"]
-    assert root.action_ids() == [] and "Invite sent" in root.all_text()
+    assert root.action_ids() == ["revoke_access"] and "Invite sent" in root.all_text()

@@ -57,15 +57,61 @@ def test_concurrent_clicks_make_one_decision_and_one_invite(
     assert_invited_once(bot, fake_slack, fake_cf, world, request_id)
 
 
-def test_cloudflare_429_waits_for_retry_after(
+def test_cloudflare_429_reschedules_the_invite_to_retry_after(
     bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
 ) -> None:
+    """A 429 is never slept on: the attempt is counted, the invite is due again when Retry-After
+    ends, the lease is released, and the sweep sends it then."""
     request_id = file_request(bot, fake_slack, ALICE)
     fake_cf.inject(Fault("POST", r"/members$", status=429, headers={"Retry-After": "3"}, times=2))
+    approved_at = bot.clock.now()
     approve(bot, fake_slack, request_id)
-    assert bot.sleep.waits[:2] == [3.0, 3.0], "Retry-After honoured"
+    assert bot.sleep.waits == [], "nothing slept on the Retry-After"
+    assert len(fake_cf.calls_to("POST", r"/members$")) == 1
+    request = stored(bot, request_id)
+    assert (request.status, request.invite_attempts, request.invite_lease_until) == ("approved", 1, None)
+    assert request.invite_due_at == approved_at + timedelta(seconds=3), "Retry-After honoured"
+    bot.clock.advance(timedelta(seconds=2))
+    Sweeper(bot.services).run_once()
+    assert len(fake_cf.calls_to("POST", r"/members$")) == 1, "not before Retry-After ends"
+    bot.clock.advance(timedelta(seconds=1))
+    Sweeper(bot.services).run_once()
+    assert len(fake_cf.calls_to("POST", r"/members$")) == 2
+    assert stored(bot, request_id).invite_due_at == bot.clock.now() + timedelta(seconds=3)
+    bot.clock.advance(timedelta(seconds=3))
+    Sweeper(bot.services).run_once()
     assert len(fake_cf.calls_to("POST", r"/members$")) == 3
     assert_invited_once(bot, fake_slack, fake_cf, world, request_id)
+    assert sum("Cloudflare has sent an invite" in dm.text for dm in fake_slack.dms_to(ALICE)) == 1, "told once"
+    assert bot.sleep.waits == []
+
+
+def test_429_attempts_are_bounded_per_run(
+    make_bot: BotFactory, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
+    """INVITE_MAX_ATTEMPTS bounds each run (the approval, then each Retry invite), across reschedules."""
+    bot = make_bot(invite_max_attempts=3)
+    request_id = file_request(bot, fake_slack, ALICE)
+    fake_cf.inject(Fault("POST", r"/members$", status=429, headers={"Retry-After": "3"}, times=4))
+    approve(bot, fake_slack, request_id)
+    for _ in range(2):
+        assert stored(bot, request_id).status == "approved"
+        bot.clock.advance(timedelta(seconds=3))
+        Sweeper(bot.services).run_once()
+    request = stored(bot, request_id)
+    assert len(fake_cf.calls_to("POST", r"/members$")) == 3
+    assert request.status == "failed" and "after 3 attempts" in (request.invite_error or "")
+    assert sum("could not be sent" in dm.text for dm in fake_slack.dms_to(ALICE)) == 1
+    # Retry invite (once the pause is over) starts a new run with its own budget: one more 429
+    # reschedules the invite, it does not fail it.
+    bot.clock.advance(timedelta(seconds=3))
+    bot.click(roots_of(fake_slack, request_id)[0], "retry_invite", user_id=CAROL)
+    assert stored(bot, request_id).status == "approved"
+    bot.clock.advance(timedelta(seconds=3))
+    Sweeper(bot.services).run_once()
+    assert len(fake_cf.calls_to("POST", r"/members$")) == 5
+    assert_invited_once(bot, fake_slack, fake_cf, world, request_id)
+    assert bot.sleep.waits == []
 
 
 def test_cloudflare_500_then_success_checks_before_resending(
@@ -77,7 +123,7 @@ def test_cloudflare_500_then_success_checks_before_resending(
     approve(bot, fake_slack, request_id)
     assert len(fake_cf.calls_to("POST", r"/members$")) == 2
     assert len(fake_cf.calls_to("GET", r"/members$")) > lists_before, "the member list was read before re-sending"
-    assert len(bot.sleep.waits) == 1
+    assert bot.sleep.waits == [], "re-checked at once, never slept on"
     assert_invited_once(bot, fake_slack, fake_cf, world, request_id)
 
 
@@ -120,6 +166,13 @@ def test_attempts_are_bounded_then_failed_with_retry(
     request_id = file_request(bot, fake_slack, ALICE)
     fake_cf.inject(Fault("POST", r"/members$", status=503, times=3))
     approve(bot, fake_slack, request_id)
+    # One re-check at once, then backoff by rescheduling: never a sleep on a worker.
+    assert len(fake_cf.calls_to("POST", r"/members$")) == 2
+    request = stored(bot, request_id)
+    assert request.status == "approved" and request.invite_due_at is not None
+    assert request.invite_due_at > bot.clock.now() and request.invite_lease_until is None
+    bot.clock.advance(timedelta(minutes=1))
+    Sweeper(bot.services).run_once()
     assert len(fake_cf.calls_to("POST", r"/members$")) == 3
     request = stored(bot, request_id)
     assert request.status == "failed" and "after 3 attempts" in (request.invite_error or "")
@@ -129,6 +182,7 @@ def test_attempts_are_bounded_then_failed_with_retry(
     bot.click(root, "retry_invite", user_id=CAROL)
     assert stored(bot, request_id).status == "invited"
     assert len(fake_cf.members_with_email(world.acme, "alice@example.com")) == 1
+    assert bot.sleep.waits == []
 
 
 def test_slack_429_on_post_message_is_retried(bot: BotUnderTest, fake_slack: FakeSlack, world: World) -> None:
@@ -152,7 +206,7 @@ def test_failed_root_update_is_repaired_by_the_sweep(
     report = Sweeper(bot.services).run_once()
     assert report.roots_repaired == 1
     for root in roots_of(fake_slack, request_id):
-        assert root.action_ids() == [] and "Invite sent" in root.all_text()
+        assert not {"request_approve", "request_deny"} & set(root.action_ids()) and "Invite sent" in root.all_text()
     assert stored(bot, request_id).slack_sync_due_at is None
 
 

@@ -6,14 +6,17 @@ import copy
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from tests.conftest import ALICE, BOB, CAROL, World
+from bot.core.clock import SystemClock
+from bot.ops.scheduler import Sweeper
+from tests.conftest import ALICE, BOB, CAROL, BotFactory, World
 from tests.fakes.cloudflare import FakeCloudflare, Fault
 from tests.fakes.slack import FakeSlack
-from tests.helpers import roots_of, texts
+from tests.helpers import audit_names, file_request, roots_of, stored, texts
 from tests.process import BotProcess, bot_env
 
 
@@ -92,11 +95,15 @@ def _sigkill_during(
         first.click(roots_of(fake_slack, 1)[0], "request_approve", user_id=BOB)
         fake_cf.wait_for_call(call.method, call.path_pattern, count=seen + 1)
         assert request_status(database_url, 1) == "approved", "the approval is durable before Cloudflare answers"
+        killed_at = time.monotonic()
         first.kill()
     finally:
         first.stop()
     with BotProcess(env, tmp_path / "second.log").start():
         wait_for(lambda: request_status(database_url, 1) == "invited", what="the resumed invite")
+        print(
+            f"\ninvite finished {time.monotonic() - killed_at:.2f} s after SIGKILL (INVITE_LEASE 2s, restart included)"
+        )
         wait_for(
             lambda: "approved" in texts(fake_slack.dms_to(ALICE)) and "invite" in texts(fake_slack.dms_to(ALICE)),
             what="the requester to be told",
@@ -127,3 +134,62 @@ def test_sigkill_before_the_invite_is_sent(
         Fault("POST", r"/members$", status=500, delay=30), fake_slack, fake_cf, world, database_url, tmp_path
     )
     assert len(fake_cf.calls_to("POST", r"/members$")) == 2, "the lost POST, then the one that created the member"
+
+
+def test_a_running_replica_takes_over_a_crashed_holders_invite_within_the_lease(
+    fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World, database_url: str, tmp_path: Path
+) -> None:
+    """The holder renews its lease while its POST hangs longer than INVITE_LEASE, so the other
+    replica keeps off; once the holder is SIGKILLed the other takes the invite over within
+    INVITE_LEASE, with the sweep (SCHEDULER_INTERVAL) still minutes away."""
+    lease = 4.0
+    env = bot_env(fake_slack, fake_cf, database_url, INVITE_LEASE="4s", CLOUDFLARE_TIMEOUT="40")
+    with BotProcess(env, tmp_path / "survivor.log").start():
+        holder = BotProcess(env, tmp_path / "holder.log").start()
+        holder.attach(fake_slack)
+        try:
+            file_via(holder, fake_slack)
+            fake_cf.inject(Fault("POST", r"/members$", status=500, delay=30))
+            holder.click(roots_of(fake_slack, 1)[0], "request_approve", user_id=BOB)
+            fake_cf.wait_for_call("POST", r"/members$")
+            time.sleep(lease + 1)
+            assert len(fake_cf.calls_to("POST", r"/members$")) == 1, "the live holder's lease never lapsed"
+            killed_at = time.monotonic()
+            holder.kill()
+        finally:
+            holder.stop()
+        posts = fake_cf.wait_for_call("POST", r"/members$", count=2, timeout=lease + 10)
+        assert len(posts) == 2, "no replica took the invite over"
+        took = posts[1].received_at - killed_at
+        print(f"\ninvite taken over by a running replica {took:.2f} s after SIGKILL (INVITE_LEASE {lease:.0f}s)")
+        assert took <= lease, f"taken over after {took:.2f} s"
+        wait_for(lambda: request_status(database_url, 1) == "invited", what="the invite")
+    assert len(fake_cf.members_with_email(world.acme, "alice@example.com")) == 1
+
+
+def test_the_lease_never_lapses_while_its_holder_is_mid_post(
+    make_bot: BotFactory, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
+    """INVITE_LEASE 3 s, a POST that takes 4 s, and a second replica sweeping all along: the holder
+    renews its lease, so the other never takes the invite over. One POST, one member, one "sent"."""
+    holder = make_bot(clock=SystemClock(), invite_lease="3s", cloudflare_timeout=10)
+    other = make_bot(clock=SystemClock(), invite_lease="3s", cloudflare_timeout=10)
+    request_id = file_request(holder, fake_slack, ALICE)
+    fake_cf.inject(Fault("POST", r"/members$", status=200, delay=4, after_effect=True))
+    holder.click(roots_of(fake_slack, request_id)[0], "request_approve", user_id=BOB, wait=False)
+    fake_cf.wait_for_call("POST", r"/members$")
+    sweeps = 0
+    while (request := stored(other, request_id)).status == "approved":
+        lease_until = request.invite_lease_until
+        assert lease_until is not None and lease_until > datetime.now(UTC), "the lease lapsed mid-POST"
+        Sweeper(other.services).run_once()
+        sweeps += 1
+        time.sleep(0.05)
+    holder.wait_idle()
+    other.wait_idle()
+    assert sweeps >= 10, "the other replica swept while the POST was in flight"
+    assert len(fake_cf.calls_to("POST", r"/members$")) == 1
+    assert len(fake_cf.members_with_email(world.acme, "alice@example.com")) == 1
+    assert audit_names(holder, request_id).count("invite_sent") == 1
+    assert "invite_adopted" not in audit_names(holder, request_id), "the other replica never took it over"
+    assert sum("Cloudflare has sent an invite" in dm.text for dm in fake_slack.dms_to(ALICE)) == 1

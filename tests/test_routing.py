@@ -49,7 +49,7 @@ def test_approval_updates_every_copy_and_tells_the_requester(
     bob_copy = next(r for r in roots if r.channel == fake_slack.dm_channel(BOB))
     bot.click(bob_copy, "request_approve", user_id=BOB)
     for root in roots_of(fake_slack, request_id):
-        assert root.action_ids() == [], "decided roots have no buttons"
+        assert root.action_ids() == ["revoke_access"], "decided: no Approve or Deny; the access can be revoked"
         assert "Invite sent" in root.all_text() and f"Approved by <@{BOB}>" in root.all_text()
         thread = texts(fake_slack.thread(root))
         assert f"Approved by <@{BOB}>" in thread and "Invite sent to alice@example.com" in thread

@@ -86,7 +86,7 @@ def test_accepted_invites_are_announced(
     root = roots_of(fake_slack, request_id)[0]
     assert "accepted the invite" in texts(fake_slack.thread(root)) and "Accepted" in root.all_text()
     assert "You are now a member of *Acme Production*" in texts(fake_slack.dms_to(ALICE))
-    assert audit_names(bot, request_id)[-1] == "invite_accepted"
+    assert audit_names(bot, request_id)[-2:] == ["invite_accepted", "two_factor_nudged"]
 
 
 def test_one_member_list_walk_per_account_per_sweep(
@@ -223,7 +223,9 @@ def test_nothing_due_costs_a_constant_number_of_queries(bot: BotUnderTest, fake_
     finally:
         event.remove(bot.db.engine, "before_cursor_execute", count)
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-    assert len(selects) <= 6, selects
+    # One bounded query per sweep step with nothing to do (expiry, reminders, invites, follow-up,
+    # end warnings, removals, holder re-checks, Slack repair), whatever the number of stored rows.
+    assert len(selects) <= 9, selects
     assert all("LIMIT" in s.upper() for s in selects), "every sweep query is bounded"
 
 

@@ -35,8 +35,16 @@ def test_transition_table() -> None:
     }
     assert RequestStatus.INVITED in ALLOWED_TRANSITIONS[RequestStatus.APPROVED]
     assert RequestStatus.ACCEPTED in ALLOWED_TRANSITIONS[RequestStatus.INVITED]
-    for terminal in (RequestStatus.ACCEPTED, RequestStatus.DENIED, RequestStatus.CANCELLED, RequestStatus.EXPIRED):
+    for terminal in (
+        RequestStatus.DENIED,
+        RequestStatus.CANCELLED,
+        RequestStatus.EXPIRED,
+        RequestStatus.ENDED,
+        RequestStatus.REVOKED,
+    ):
         assert ALLOWED_TRANSITIONS[terminal] == frozenset()
+    # A grant, pending or accepted, ends or is revoked; nothing else leaves it.
+    assert ALLOWED_TRANSITIONS[RequestStatus.ACCEPTED] == {RequestStatus.ENDED, RequestStatus.REVOKED}
     assert sources_for(RequestStatus.DENIED) == {RequestStatus.PENDING}
     with pytest.raises(IllegalTransition):
         check_transition(RequestStatus.DENIED, RequestStatus.APPROVED)
@@ -92,3 +100,17 @@ def test_one_open_request_per_account_is_enforced_by_the_database(db: Database) 
 def test_migrations_are_idempotent(db: Database) -> None:
     upgrade(db.engine)
     upgrade(db.engine)
+
+
+def test_migrations_build_exactly_the_models_schema(db: Database) -> None:
+    """A column added to a model without a migration (or the reverse) fails here, not in production."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from storage.models import Base
+
+    upgrade(db.engine)
+    with db.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": False})
+        differences = compare_metadata(context, Base.metadata)
+    assert differences == []

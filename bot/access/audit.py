@@ -31,6 +31,14 @@ class AuditEventType(StrEnum):
     REMINDER_SENT = "reminder_sent"
     DECISION_REFUSED = "decision_refused"
     DELIVERY_FAILED = "delivery_failed"
+    ACCESS_ADDED = "access_added"
+    ACCESS_ENDED = "access_ended"
+    ACCESS_REVOKED = "access_revoked"
+    ACCESS_EXTENDED = "access_extended"
+    END_WARNING_SENT = "end_warning_sent"
+    OFFBOARDED = "offboarded"
+    TWO_FACTOR_NUDGED = "two_factor_nudged"
+    REPORT_POSTED = "report_posted"
 
 
 class AuditLog:

@@ -9,20 +9,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.access.audit import AuditEventType, AuditLog
 from bot.access.directory import Directory
+from bot.access.filing import person_refusal
 from bot.access.invites import InviteOutbox
 from bot.access.notifier import Notifier
 from bot.access.state_change import change_state
+from bot.access.terms import KEEP_REQUESTED, from_seconds
 from bot.cloudflare.errors import CloudflareError
 from bot.core.clock import Clock
-from bot.slack.formatting import escape, mention, number, role_list, slack_date
-from bot.slack.gateway import SlackGateway
+from bot.core.config import Settings
+from bot.core.durations import format_duration
+from bot.slack.formatting import escape, mention, number, shown_roles, slack_date
+from bot.slack.gateway import SlackError, SlackGateway
 from storage.db import Database
 from storage.models import AccessRequest
-from storage.repository import get_request
+from storage.repository import claim, get_request
 from storage.states import RequestStatus
 
 log = logging.getLogger(__name__)
@@ -62,7 +67,9 @@ class Decisions:
         audit: AuditLog,
         clock: Clock,
         slack: SlackGateway,
+        settings: Settings,
     ) -> None:
+        self._settings = settings
         self._db = db
         self._directory = directory
         self._notifier = notifier
@@ -119,7 +126,7 @@ class Decisions:
             try:
                 allowed = self._directory.is_approver(request.account_id, actor_id)
             except CloudflareError as error:
-                return f"Could not check your approver rights with Cloudflare ({error}); nothing changed. Try again."
+                return f"Could not check your approver rights with Cloudflare ({escape(str(error))}); nothing changed. Try again."
             if allowed:
                 return None
             reason = (
@@ -138,7 +145,13 @@ class Decisions:
             )
         return reason
 
-    def approve(self, request_id: int, actor_id: str, granted_role_ids: Sequence[str]) -> Result:
+    def approve(
+        self,
+        request_id: int,
+        actor_id: str,
+        granted_role_ids: Sequence[str],
+        granted_duration_s: int | None = KEEP_REQUESTED,
+    ) -> Result:
         request = self._load(request_id)
         if request is None:
             return Result(False, f"Request {number(request_id)} does not exist.")
@@ -147,11 +160,23 @@ class Decisions:
         refused = self.refusal(request, actor_id, "approve")
         if refused:
             return Result(False, refused)
+        no_longer = self._no_longer_allowed(request)
+        if no_longer:
+            self._notifier.reply(
+                request_id, f":no_entry_sign: {mention(actor_id)} could not approve: {no_longer} Nothing was sent."
+            )
+            return Result(False, f"Not approved: {no_longer}")
         requestable = {role.id: role for role in self._directory.requestable_roles(request.account_id)}
         granted = [requestable[role_id] for role_id in dict.fromkeys(granted_role_ids) if role_id in requestable]
         if not granted or len(granted) != len(set(granted_role_ids)):
             return Result(False, "Pick at least one grantable role in the role picker, then Approve again.")
+        if granted_duration_s == KEEP_REQUESTED:
+            granted_duration_s = request.requested_duration_s
+        longest = self._settings.max_access_duration
+        if longest is not None and (granted_duration_s is None or granted_duration_s > longest.total_seconds()):
+            return Result(False, f"Pick a duration of at most {format_duration(longest)}, then Approve again.")
         now = self._clock.now()
+        term = self._term_values(now, from_seconds(granted_duration_s))
         actor_email = self._email_of(actor_id)
         won = self._change(
             request_id,
@@ -164,28 +189,37 @@ class Decisions:
                 roles_requested=request.requested_role_names,
                 roles_granted=[role.name for role in granted],
                 role_ids_granted=[role.id for role in granted],
+                access_ends_at=term["access_ends_at"].isoformat() if "access_ends_at" in term else None,
+                extends=request.extends_request_id,
             ),
             granted_role_ids=[role.id for role in granted],
             granted_role_names=[role.name for role in granted],
             decided_by_slack_id=actor_id,
             decided_by_email=actor_email,
             decided_at=now,
-            invite_due_at=now,
+            # An extension sends no invite: its approval moves the end of the grant it extends.
+            invite_due_at=None if request.extends_request_id else now,
             approval_reminder_due_at=None,
             expires_at=None,
+            granted_duration_s=granted_duration_s,
+            **({} if request.extends_request_id else term),
         )
         if not won:
             latest = self._load(request_id)
             return Result(False, already_decided(latest) if latest else "This request no longer exists.")
-        names = role_list(role.name for role in granted)
+        if request.extends_request_id:
+            return self._extend(request, actor_id, from_seconds(granted_duration_s))
+        names = shown_roles(role.name for role in granted)
         changed = (
             ""
             if [r.id for r in granted] == request.requested_role_ids
-            else f" (requested: {role_list(request.requested_role_names)})"
+            else f" (requested: {shown_roles(request.requested_role_names)})"
         )
         self._notifier.reply(
             request_id,
-            f":white_check_mark: Approved by {mention(actor_id)}, granting {names}{changed}. Sending the Cloudflare invite…",
+            f":white_check_mark: Approved by {mention(actor_id)}, granting {names}{changed}"
+            f"{' until ' + slack_date(term['access_ends_at']) if 'access_ends_at' in term else ''}. "
+            "Sending the Cloudflare invite…",
         )
         self._notifier.refresh_roots(request_id)
         self._notifier.tell(
@@ -193,8 +227,119 @@ class Decisions:
             f":white_check_mark: Your request {number(request_id)} for *{escape(request.account_name)}* was approved "
             f"by {mention(actor_id)}, granting {names}{changed}. The Cloudflare invite is on its way.",
         )
-        self._outbox.send(request_id)
+        self._outbox.send_soon(request_id)
         return Result(True, f"You approved {number(request_id)}.")
+
+    def _term_values(self, now: datetime, duration: timedelta | None) -> dict[str, Any]:
+        """The end of a grant approved now: when it ends, when its holder is warned, and the removal."""
+        settings = self._settings
+        values: dict[str, Any] = {"holder_check_due_at": now + settings.offboarding_check_interval}
+        if duration is None:
+            return values
+        ends = now + duration
+        warn = ends - settings.access_end_warning
+        return values | {
+            "access_ends_at": ends,
+            "end_warning_due_at": warn if warn > now else None,
+            "removal_due_at": ends,
+            "removal_target": "ended",
+        }
+
+    def _extend(self, extension: AccessRequest, actor_id: str, duration: timedelta | None) -> Result:
+        """Move the end of the grant `extension` extends; no Cloudflare write (the click-time read aside)."""
+        original = self._load(extension.extends_request_id or 0)
+        now = self._clock.now()
+        grant_states = {RequestStatus.INVITED.value, RequestStatus.ACCEPTED.value}
+        if original is None or original.status not in grant_states or duration is None:
+            change_state(
+                self._db,
+                self._audit,
+                self._clock,
+                extension.id,
+                RequestStatus.FAILED,
+                AuditEventType.INVITE_FAILED,
+                only_from={RequestStatus.APPROVED},
+                details={"error": "the grant to extend is no longer held"},
+                invite_error="The grant it extends is no longer held; file a new request.",
+                closed_at=now,
+            )
+            self._notifier.refresh_roots(extension.id)
+            return Result(False, f"{number(extension.id)} extends a grant that is no longer held; nothing changed.")
+        base = max(original.access_ends_at or now, now)
+        new_end = base + duration
+        longest = self._settings.max_access_duration
+        if longest is not None:
+            new_end = min(new_end, now + longest)
+        warn = new_end - self._settings.access_end_warning
+        with self._db.session() as session:
+            moved = claim(
+                session,
+                original.id,
+                AccessRequest.status.in_(grant_states),
+                AccessRequest.removal_target.is_(None) | (AccessRequest.removal_target == "ended"),
+                access_ends_at=new_end,
+                removal_due_at=new_end,
+                removal_target="ended",
+                end_warning_due_at=warn if warn > now else None,
+                updated_at=now,
+            )
+            if moved:
+                self._audit.record(
+                    session,
+                    AuditEventType.ACCESS_EXTENDED,
+                    request_id=original.id,
+                    actor_slack_id=actor_id,
+                    extension_request_id=extension.id,
+                    previous_end=original.access_ends_at.isoformat() if original.access_ends_at else None,
+                    new_end=new_end.isoformat(),
+                )
+        if not moved:
+            return Result(False, f"The grant of {number(original.id)} is being removed; it cannot be extended.")
+        change_state(
+            self._db,
+            self._audit,
+            self._clock,
+            extension.id,
+            RequestStatus.ACCEPTED,
+            AuditEventType.ACCESS_EXTENDED,
+            only_from={RequestStatus.APPROVED},
+            actor_slack_id=actor_id,
+            details={"extends": original.id, "new_end": new_end.isoformat()},
+            access_ends_at=new_end,
+            accepted_at=now,
+            closed_at=now,
+        )
+        note = f":calendar: {mention(actor_id)} extended the access of {number(original.id)} to {slack_date(new_end)}."
+        self._notifier.reply(original.id, note)
+        self._notifier.refresh_roots(original.id)
+        self._notifier.reply(extension.id, note)
+        self._notifier.refresh_roots(extension.id)
+        self._notifier.tell(
+            extension.requester_slack_id,
+            f":calendar: Your access to *{escape(original.account_name)}* ({number(original.id)}) now lasts until "
+            f"{slack_date(new_end)} (extension {number(extension.id)}, approved by {mention(actor_id)}).",
+        )
+        return Result(True, f"You extended {number(original.id)} to {slack_date(new_end)}.")
+
+    def _no_longer_allowed(self, request: AccessRequest) -> str | None:
+        """What held at filing but not now: the account, the e-mail domain, the requester's standing."""
+        if self._directory.account(request.account_id) is None:
+            return f"{escape(request.account_name)} can no longer be requested through Slack."
+        allowed = self._settings.allowed_email_domains
+        if allowed and request.requester_email.rpartition("@")[2] not in allowed:
+            return f"invites may now only go to addresses at {escape(', '.join(allowed))}, and {escape(request.requester_email)} is not."
+        try:
+            profile = self._slack.profile(request.requester_slack_id)
+        except SlackError as error:
+            return f"Slack could not tell whether {mention(request.requester_slack_id)} is still active ({error.code}); try again."
+        refused = person_refusal(
+            profile, allow_guests=self._settings.allow_guests, workspace_id=self._slack.workspace_id
+        )
+        if refused:
+            return f"{mention(request.requester_slack_id)} may no longer hold access: {refused}"
+        if (profile.email or "").lower() != request.requester_email:
+            return f"{mention(request.requester_slack_id)}'s Slack e-mail changed since the request; they should ask again."
+        return None
 
     def deny(self, request_id: int, actor_id: str, note: str | None) -> Result:
         request = self._load(request_id)
@@ -296,5 +441,5 @@ class Decisions:
             return Result(False, f"The invite of {number(request_id)} is already being retried.")
         self._notifier.reply(request_id, f":repeat: {mention(actor_id)} is retrying the invite.")
         self._notifier.refresh_roots(request_id)
-        self._outbox.send(request_id)
+        self._outbox.send_soon(request_id)
         return Result(True, f"Retrying the invite of {number(request_id)}.")

@@ -26,6 +26,8 @@ SUPER_ADMIN_ROLE_PREFIX = "super administrator"
 class Approver:
     slack_id: str
     email: str | None
+    #: The Cloudflare membership that makes them an approver; None for FALLBACK_APPROVERS.
+    member_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,24 @@ class MemberIndex:
 
 def is_super_admin_role(role: Role) -> bool:
     return role.name.casefold().startswith(SUPER_ADMIN_ROLE_PREFIX)
+
+
+def account_wide_key(account_id: str) -> str:
+    return f"com.cloudflare.api.account.{account_id}"
+
+
+def holds_super_admin(member: Member, account_id: str, super_admin_role_ids: frozenset[str]) -> bool:
+    """Super Administrator by legacy role, or by an `allow` policy of the `all_privileges` group on
+    the account-wide resource group (the dashboard may grant it only that way since 2026)."""
+    if member.role_ids & super_admin_role_ids or any(is_super_admin_role(role) for role in member.roles if role.name):
+        return True
+    account_wide = account_wide_key(account_id)
+    return any(
+        policy.access == "allow"
+        and any(group.label == "all_privileges" for group in policy.permission_groups)
+        and any(group.name == account_wide or account_wide in group.scope_keys() for group in policy.resource_groups)
+        for policy in member.policies
+    )
 
 
 class Directory:
@@ -62,6 +82,9 @@ class Directory:
         self._members: TtlCache[str, MemberIndex] = TtlCache(clock, ttl)
         self._approvers: TtlCache[str, list[Approver]] = TtlCache(clock, ttl)
         self._slack_ids: TtlCache[str, str | None] = TtlCache(clock, ttl)
+        # A clicker found not to be an approver by a fresh look stays refused until the TTL ends, so
+        # that 40 clicks cost one member listing, not 40.
+        self._refused_clickers: TtlCache[tuple[str, str], bool] = TtlCache(clock, ttl)
 
     # --- accounts and roles ---------------------------------------------------------------
 
@@ -144,14 +167,14 @@ class Directory:
         index = self.members(account_id, fresh=fresh)
         approvers: list[Approver] = []
         for email, member in sorted(index.by_email.items()):
-            if member.accepted and member.role_ids & super_admin_ids:
+            if member.accepted and holds_super_admin(member, account_id, super_admin_ids):
                 try:
                     slack_id = self.slack_id_for(email)
                 except SlackError as error:  # one lookup failing must not lose every other approver
                     log.warning("could not look up approver %s in Slack (%s); skipped this time", email, error.code)
                     continue
                 if slack_id:
-                    approvers.append(Approver(slack_id, email))
+                    approvers.append(Approver(slack_id, email, member.id))
         if not approvers:
             approvers = [Approver(slack_id, None) for slack_id in self._settings.fallback_approvers]
         return approvers
@@ -163,13 +186,39 @@ class Directory:
         return self._slack_ids.get(email.lower(), lambda: self._slack.lookup_user_id(email))
 
     def is_approver(self, account_id: str, slack_id: str) -> bool:
-        """Checked at click time; a clicker not in the cached set forces a fresh look."""
-        if slack_id in self.approver_ids(account_id):
-            return True
-        try:
-            return slack_id in self.approver_ids(account_id, fresh=True)
-        except CloudflareError:
+        """Confirmed against Cloudflare at click time, so a demoted or removed Super Admin is refused at once.
+
+        An approver in the cached list costs one read of their own membership; anyone else one fresh
+        listing at most per DIRECTORY_CACHE_TTL (a refusal is remembered), so a newly made Super
+        Admin may decide at once and a stranger's clicks cannot burn the Cloudflare budget.
+        Raises CloudflareError when Cloudflare cannot answer (the caller refuses and says so).
+        """
+        cached = next((a for a in self.approvers(account_id) if a.slack_id == slack_id), None)
+        if cached is not None:
+            if cached.member_id is None:
+                return True  # FALLBACK_APPROVERS: no Super Admin of this account is reachable in Slack
+            try:
+                member = self._cloudflare.get_member(account_id, cached.member_id)
+            except CloudflareNotFound:
+                member = None
+            confirmed = (
+                member is not None
+                and member.accepted
+                and member.contact_email == (cached.email or "")
+                and holds_super_admin(member, account_id, self.super_admin_role_ids(account_id))
+            )
+            if confirmed:
+                return True
+            log.warning("%s is no longer a Super Administrator of %s; refreshing approvers", slack_id, account_id)
+            self._approvers.invalidate(account_id)
+            self._members.invalidate(account_id)
             return False
+        if self._refused_clickers.peek((account_id, slack_id)):
+            return False
+        if slack_id in self.approver_ids(account_id, fresh=True):
+            return True
+        self._refused_clickers.put((account_id, slack_id), True)
+        return False
 
     def accounts_approved_by(self, slack_id: str, account_ids: Sequence[str]) -> list[str]:
         return [account_id for account_id in account_ids if slack_id in self.approver_ids(account_id)]

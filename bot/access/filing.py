@@ -6,17 +6,29 @@ Shared by the quick slash-command path and the modal, so both refuse the same th
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from bot.access.audit import AuditEventType, AuditLog
 from bot.access.directory import Directory
 from bot.access.matching import resolve
 from bot.access.notifier import Notifier
+from bot.access.terms import (
+    DEFAULT,
+    DurationRefused,
+    Requested,
+    duration_choices,
+    effective_duration,
+    from_seconds,
+    to_seconds,
+)
 from bot.cloudflare.models import Account, Role
 from bot.core.clock import Clock
 from bot.core.config import Settings
-from bot.slack.formatting import mentions, number, role_list
+from bot.core.durations import parse_duration
+from bot.slack.formatting import escape, mentions, number, shown_roles
 from bot.slack.gateway import SlackError, SlackGateway, SlackProfile
 from bot.slack.messages import request_root, summary_text
 from storage.db import Database
@@ -52,9 +64,42 @@ class Filed:
 
 
 def _candidates(names: Sequence[str]) -> str:
-    shown = ", ".join(f"`{name}`" for name in names[:15])
+    shown = ", ".join(f"`{escape(name)}`" for name in names[:15])
     more = f" and {len(names) - 15} more" if len(names) > 15 else ""
     return shown + more
+
+
+def person_refusal(profile: SlackProfile, *, allow_guests: bool, workspace_id: Callable[[], str]) -> str | None:
+    """Why this Slack user may not hold bot-granted access (None: they may). Checked at filing and at approval."""
+    if profile.deleted:
+        return "Your Slack account is deactivated, so it cannot ask for Cloudflare access."
+    if profile.is_bot:
+        return "Bots and apps cannot ask for Cloudflare access; a person must."
+    if profile.is_stranger or (profile.team_id and profile.team_id != workspace_id()):
+        return (
+            "You are in this channel from another organisation's Slack (Slack Connect). Ask for access "
+            "through your own organisation."
+        )
+    if profile.is_guest and not allow_guests:
+        return f"Guests ({profile.standing}s) cannot ask for Cloudflare access in this workspace. Ask a Slack admin if you need it."
+    if not profile.email_confirmed:
+        return (
+            "Your Slack e-mail address is not confirmed, and the Cloudflare invite goes to it. Confirm it "
+            "(Slack sends a link), then ask again."
+        )
+    return None
+
+
+def has_visible_text(text: str) -> bool:
+    """Zero-width, format and control characters, spaces and lone combining marks show nothing."""
+    return any(
+        unicodedata.category(char)[0] not in "ZC" and unicodedata.category(char) not in ("Mn", "Me") for char in text
+    )
+
+
+def root_duration_choices(request: AccessRequest, settings: Settings) -> list[timedelta | None]:
+    """The approver's duration select: the presets within MAX_ACCESS_DURATION, the requested one always among them."""
+    return duration_choices(settings, from_seconds(request.requested_duration_s))
 
 
 class Filing:
@@ -86,8 +131,8 @@ class Filing:
             return found.match
         names = [a.name for a in (found.candidates if found.ambiguous else accounts)]
         if found.ambiguous:
-            raise Refusal(f"`{query}` matches several accounts: {_candidates(names)}. Type more of the name.")
-        raise Refusal(f"No requestable account matches `{query}`. Accounts: {_candidates(names) or '(none)'}.")
+            raise Refusal(f"`{escape(query)}` matches several accounts: {_candidates(names)}. Type more of the name.")
+        raise Refusal(f"No requestable account matches `{escape(query)}`. Accounts: {_candidates(names) or '(none)'}.")
 
     def resolve_roles(self, account: Account, query: str) -> list[Role]:
         roles = self._directory.requestable_roles(account.id)
@@ -97,15 +142,17 @@ class Filing:
             if found.match is None:
                 if found.ambiguous:
                     names = [r.name for r in found.candidates]
-                    raise Refusal(f"`{part}` matches several roles of {account.name}: {_candidates(names)}.")
+                    raise Refusal(
+                        f"`{escape(part)}` matches several roles of {escape(account.name)}: {_candidates(names)}."
+                    )
                 blocked = resolve(part, self._directory.roles(account.id), key=lambda r: r.id, name=lambda r: r.name)
                 if blocked.match is not None:
                     raise Refusal(
-                        f"{blocked.match.name} cannot be requested through Slack. Requestable roles: "
+                        f"{escape(blocked.match.name)} cannot be requested through Slack. Requestable roles: "
                         f"{_candidates([r.name for r in roles])}."
                     )
                 raise Refusal(
-                    f"No requestable role of {account.name} matches `{part}`. "
+                    f"No requestable role of {escape(account.name)} matches `{escape(part)}`. "
                     f"Roles: {_candidates([r.name for r in roles])}."
                 )
             if found.match not in chosen:
@@ -117,7 +164,9 @@ class Filing:
     # --- checks that need no Cloudflare call (modal submission answers within Slack's 3 s) ------
 
     def requester(self, user_id: str) -> SlackProfile:
+        """The requester's Slack profile, refused (with the reason) if they may not ask for access."""
         profile = self._slack.profile(user_id)
+        self.check_person(profile)
         if not profile.email:
             raise Refusal(
                 "Your Slack profile has no e-mail address, and the Cloudflare invite goes to it. "
@@ -125,9 +174,17 @@ class Filing:
             )
         return profile
 
+    def check_person(self, profile: SlackProfile) -> None:
+        """Only confirmed people of this workspace may ask: an invite goes to their Slack e-mail."""
+        refused = person_refusal(
+            profile, allow_guests=self._settings.allow_guests, workspace_id=self._slack.workspace_id
+        )
+        if refused:
+            raise Refusal(refused)
+
     def check_fields(self, profile: SlackProfile, account: Account, roles: Sequence[Role], reason: str) -> str:
         reason = reason.strip()
-        if not reason:
+        if not has_visible_text(reason):
             raise Refusal("Give a reason: approvers need to know why (1 to 500 characters).", field="reason")
         if len(reason) > REASON_MAX:
             raise Refusal(f"The reason is {len(reason)} characters; keep it to {REASON_MAX}.", field="reason")
@@ -136,13 +193,13 @@ class Filing:
         domain = email.rpartition("@")[2]
         if allowed and domain not in allowed:
             raise Refusal(
-                f"Invites may only go to addresses at {', '.join(allowed)}; your Slack e-mail is {email}. "
+                f"Invites may only go to addresses at {escape(', '.join(allowed))}; your Slack e-mail is {escape(email)}. "
                 "Ask a Slack admin to fix your profile e-mail."
             )
         requestable = {role.id for role in self._directory.requestable_roles(account.id)}
         refused = [role.name for role in roles if role.id not in requestable]
         if refused:
-            raise Refusal(f"{role_list(refused)} cannot be requested through Slack.", field="roles")
+            raise Refusal(f"{shown_roles(refused)} cannot be requested through Slack.", field="roles")
         if not roles:
             raise Refusal("Choose at least one role.", field="roles")
         with self._db.session() as session:
@@ -156,25 +213,55 @@ class Filing:
         if existing is None:
             return "You already have an open request for this account."
         return (
-            f"You already have an open request for {existing.account_name}: {number(existing.id)} "
+            f"You already have an open request for {escape(existing.account_name)}: {number(existing.id)} "
             f"({existing.status}). Use `/cf-access status` to follow it, or `/cf-access cancel {existing.id}`."
         )
 
     # --- filing --------------------------------------------------------------------------------
 
-    def file(self, profile: SlackProfile, account: Account, roles: Sequence[Role], reason: str) -> Filed:
-        """Check everything, store the request, post it to the approvers; raise Refusal if anything fails."""
+    def resolve_duration(self, text: str | None) -> Requested:
+        """A typed `for DURATION` (None: not given, so the default) checked against MAX_ACCESS_DURATION."""
+        if text is None:
+            return DEFAULT
+        try:
+            return effective_duration(parse_duration(text), self._settings)
+        except DurationRefused as refused:
+            raise Refusal(f"{refused} Nothing was filed.") from None
+        except ValueError:
+            raise Refusal(f"`{escape(text)}` is not a duration: write 8h, 3d or 2w.") from None
+
+    def file(
+        self,
+        profile: SlackProfile,
+        account: Account,
+        roles: Sequence[Role],
+        reason: str,
+        duration: Requested = DEFAULT,
+        *,
+        extends: AccessRequest | None = None,
+    ) -> Filed:
+        """Check everything, store the request, post it to the approvers; raise Refusal if anything fails.
+
+        `duration` None means permanent (refused when MAX_ACCESS_DURATION is set); DEFAULT applies
+        DEFAULT_ACCESS_DURATION. An extension (`extends`) asks for more time on a grant the requester holds.
+        """
         reason = self.check_fields(profile, account, roles, reason)
+        try:
+            term = effective_duration(duration, self._settings)
+        except DurationRefused as refused:
+            raise Refusal(f"{refused} Nothing was filed.", field="duration") from None
+        if extends is not None and term is None:
+            raise Refusal("An extension needs a duration.", field="duration")
         email = (profile.email or "").lower()
-        member = self._directory.members(account.id).find(email)
+        member = self._directory.members(account.id).find(email) if extends is None else None
         if member is not None and member.role_ids >= {role.id for role in roles}:
-            held = role_list(role.name for role in member.roles)
+            held = shown_roles(role.name for role in member.roles)
             state = "" if member.accepted else " (invite pending: accept the e-mail from Cloudflare)"
-            raise Refusal(f"You are already a member of {account.name} with {held}{state}. Nothing was filed.")
+            raise Refusal(f"You are already a member of {escape(account.name)} with {held}{state}. Nothing was filed.")
         approvers = self._directory.approvers(account.id)
         if not approvers:
             raise Refusal(
-                f"{account.name} has no Super Administrator that can be reached in Slack, and no fallback "
+                f"{escape(account.name)} has no Super Administrator that can be reached in Slack, and no fallback "
                 "approver is configured, so nobody could decide. Nothing was filed; ask your Slack admin."
             )
         now = self._clock.now()
@@ -186,6 +273,9 @@ class Filing:
             requested_role_ids=[role.id for role in roles],
             requested_role_names=[role.name for role in roles],
             reason=reason,
+            requester_standing=profile.standing,
+            requested_duration_s=to_seconds(term),
+            extends_request_id=extends.id if extends is not None else None,
         )
         with self._db.session() as session:
             try:
@@ -217,7 +307,13 @@ class Filing:
     def _route(self, request: AccessRequest, approver_ids: list[str], roles: Sequence[Role]) -> str:
         """Post the thread root once to APPROVAL_CHANNEL, or as a DM to each approver."""
         grantable = self._directory.requestable_roles(request.account_id)
-        blocks = request_root(request, now=self._clock.now(), approver_ids=approver_ids, grantable_roles=grantable)
+        blocks = request_root(
+            request,
+            now=self._clock.now(),
+            approver_ids=approver_ids,
+            grantable_roles=grantable,
+            duration_choices=root_duration_choices(request, self._settings),
+        )
         text = summary_text(request)
         posted: list[tuple[str, str, str | None]] = []
         errors: list[str] = []
@@ -252,7 +348,7 @@ class Filing:
             log.error("request #%s could not be posted to approvers: %s", request.id, errors)
             raise Refusal(
                 f"Your request {number(request.id)} could not be delivered to the approvers in Slack "
-                f"({'; '.join(errors)}). It was closed; tell your Slack admin."
+                f"({escape('; '.join(errors))}). It was closed; tell your Slack admin."
             )
         self._notifier.changed(request)
         if self._settings.approval_channel:
@@ -263,7 +359,7 @@ class Filing:
 def filed_message(filed: Filed) -> str:
     request = filed.request
     return (
-        f"Request {number(request.id)} filed: {role_list(request.requested_role_names)} on *{request.account_name}* "
-        f"for {request.requester_email}. Sent to {filed.delivered_to}; approvers: {mentions(filed.approver_ids)}. "
+        f"Request {number(request.id)} filed: {shown_roles(request.requested_role_names)} on "
+        f"*{escape(request.account_name)}* for {escape(request.requester_email)}. Sent to {filed.delivered_to}; approvers: {mentions(filed.approver_ids)}. "
         f"You'll get a DM when it is decided. Follow it with `/cf-access status`."
     )

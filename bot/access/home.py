@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from sqlalchemy import func, select
 
+from bot.access.review_summary import reviews_for_approver
 from bot.access.services import Services
 from bot.cloudflare.errors import CloudflareError
 from bot.cloudflare.models import Role
@@ -47,6 +48,9 @@ def build_home(services: Services, user_id: str) -> View:
     ]
     waiting = all_waiting[:MAX_PENDING]
     grantable = {account_id: _grantable(services, account_id) for account_id in {r.account_id for r in waiting}}
+    with services.db.session() as session:
+        # The last review's counts (no Cloudflare or Slack call): only for the accounts they approve for.
+        reviewed, reviewed_at = reviews_for_approver(session, user_id, account_ids or None)
     return home_view(
         own=own,
         waiting=waiting,
@@ -54,6 +58,8 @@ def build_home(services: Services, user_id: str) -> View:
         now=services.clock.now(),
         own_total=own_total,
         waiting_total=len(all_waiting),
+        review=reviewed,
+        reviewed_at=reviewed_at,
     )
 
 

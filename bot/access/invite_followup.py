@@ -11,10 +11,11 @@ from bot.access.audit import AuditEventType
 from bot.access.decisions import Result
 from bot.access.services import Services
 from bot.access.state_change import change_state
+from bot.access.two_factor import nudge_two_factor
 from bot.cloudflare.errors import CloudflareError, CloudflareNotFound
 from bot.cloudflare.models import Member
 from bot.core.durations import format_duration
-from bot.slack.formatting import escape, mention, mentions, number, role_list
+from bot.slack.formatting import escape, mention, mentions, number, shown_roles
 from bot.slack.messages import resend_offer
 from storage.models import AccessRequest
 from storage.repository import claim, claim_due, get_request, transition
@@ -90,7 +91,7 @@ class InviteFollowUp:
             invite_reminder_due_at=None,
         ):
             return
-        roles = role_list(request.granted_role_names or [])
+        roles = shown_roles(request.granted_role_names or [])
         services.notifier.reply(
             request.id,
             f":tada: {mention(request.requester_slack_id)} accepted the invite "
@@ -102,6 +103,7 @@ class InviteFollowUp:
             f":tada: You are now a member of "
             f"*{escape(request.account_name)}* ({roles}). Request {number(request.id)} is done.",
         )
+        nudge_two_factor(services, request)
 
     def _invite_gone(self, request: AccessRequest, now: datetime) -> None:
         """Cloudflare confirms the pending member is gone: expired, or cancelled in the dashboard.
@@ -121,6 +123,11 @@ class InviteFollowUp:
             RequestStatus.FAILED,
             AuditEventType.INVITE_REVOKED,
             only_from={RequestStatus.INVITED},
+            # A removal that is due or under way deleted it (or will find it gone): it closes the grant.
+            conditions=[
+                AccessRequest.removal_target.is_(None)
+                | (AccessRequest.removal_due_at > now + services.settings.invite_lease)
+            ],
             details={"cloudflare_member_id": request.cloudflare_member_id, "confirmed_by": "GET member: 404"},
             closed_at=now,
             invite_error=note,
@@ -163,7 +170,7 @@ class InviteFollowUp:
         waited = format_duration(now - (request.invited_at or now))
         services.notifier.tell(
             request.requester_slack_id,
-            f":envelope: Reminder: Cloudflare sent an invite to {request.requester_email} for "
+            f":envelope: Reminder: Cloudflare sent an invite to {escape(request.requester_email)} for "
             f"*{escape(request.account_name)}* {waited} ago. Find the e-mail from Cloudflare and accept it "
             "(check spam); until then you have no access.",
         )
@@ -188,6 +195,11 @@ class InviteFollowUp:
             f":hourglass: {mentions(approvers)}: the invite for {number(request.id)} is still not accepted after "
             f"{format_duration(now - invited_at)}."
         )
+        if not request.member_created_by_bot:
+            # A pending invite made in the dashboard is not the bot's to cancel and send again.
+            text += " It was created in the Cloudflare dashboard, not by this bot: resend it there if needed."
+            services.notifier.reply(request.id, text)
+            return
         services.notifier.reply(request.id, text, [*resend_offer(request)])
 
     # --- the Resend invite button --------------------------------------------------------------
@@ -199,6 +211,12 @@ class InviteFollowUp:
         if request is None or request.status != RequestStatus.INVITED.value or not request.cloudflare_member_id:
             state = request.status if request else "gone"
             return Result(False, f"Request {number(request_id)} is {state}; there is no pending invite to resend.")
+        if not request.member_created_by_bot:
+            return Result(
+                False,
+                f"The pending invite of {number(request_id)} was created in the Cloudflare dashboard, not by this "
+                "bot, so the bot does not cancel it. Resend it from the dashboard.",
+            )
         refused = services.decisions.refusal(request, actor_id, "resend the invite of")
         if refused:
             return Result(False, refused)
@@ -220,15 +238,40 @@ class InviteFollowUp:
             current = cloudflare.get_member(request.account_id, old_member_id)
             if current.accepted:
                 self._accepted(request, now)
-                return Result(False, f"{request.requester_email} has just accepted; nothing to resend.")
+                return Result(False, f"{escape(request.requester_email)} has just accepted; nothing to resend.")
             cloudflare.delete_member(request.account_id, old_member_id)
         except CloudflareNotFound:
             pass  # already gone: invite again
         except CloudflareError as error:
             with services.db.session() as session:
                 claim(session, request_id, resend_offered_at=now)
-            return Result(False, f"Cloudflare refused: {error}. Nothing changed; try again.")
+            return Result(False, f"Cloudflare refused: {escape(str(error))}. Nothing changed; try again.")
         services.directory.forget_member(request.account_id, request.requester_email)
+        try:
+            # Re-read, not the index: someone may have invited them in the dashboard meanwhile.
+            someone_elses = services.directory.members(request.account_id, fresh=True).find(request.requester_email)
+        except CloudflareError:
+            someone_elses = None
+        if someone_elses is not None:
+            note = (
+                f"The old invite was cancelled, but {request.requester_email} already has a membership made "
+                "outside the bot; no new invite was sent."
+            )
+            with services.db.session() as session:
+                transition(
+                    session,
+                    request_id,
+                    RequestStatus.FAILED,
+                    now=now,
+                    only_from={RequestStatus.INVITED},
+                    invite_error=note,
+                    cloudflare_member_id=None,
+                    member_created_by_bot=False,
+                    closed_at=now,
+                )
+            services.notifier.reply(request_id, f":warning: {escape(note)}")
+            services.notifier.refresh_roots(request_id)
+            return Result(False, escape(note))
         try:
             member = cloudflare.create_member(
                 request.account_id, email=request.requester_email, role_ids=list(request.granted_role_ids or [])
@@ -254,7 +297,7 @@ class InviteFollowUp:
                 )
             services.notifier.reply(request_id, f":warning: Resending failed: {escape(str(error))}")
             services.notifier.refresh_roots(request_id)
-            return Result(False, f"The new invite failed: {error}")
+            return Result(False, f"The new invite failed: {escape(str(error))}")
         services.directory.record_member(request.account_id, member)
         with services.db.session() as session:
             claim(

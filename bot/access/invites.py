@@ -4,33 +4,50 @@ The approval is committed before any Cloudflare call. A worker leases the reques
 attempt durably, looks the e-mail up among the account's members, and only then POSTs. After an
 ambiguous failure (5xx, timeout, dropped connection) the next attempt re-reads the member list, so
 a member created by a lost response is adopted instead of invited twice.
+
+Nothing here sleeps: a 429 (which pauses every Cloudflare call of the process) or a repeated
+failure moves `invite_due_at` and gives the lease back; the invite poll and the sweep send it when
+it is due. The holder renews its lease while it works, so a slow POST never lets another worker in.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from bot.access.audit import AuditEventType, AuditLog
 from bot.access.directory import Directory
 from bot.access.notifier import Notifier
-from bot.cloudflare.client import CloudflareClient, backoff_delay
+from bot.cloudflare.client import CloudflareClient
 from bot.cloudflare.errors import CloudflareClientError, CloudflareError, CloudflareRateLimited
 from bot.cloudflare.models import Member, Role
+from bot.cloudflare.pacing import LONGEST_PAUSE, CloudflarePaused
 from bot.core.clock import Clock
 from bot.core.config import Settings
-from bot.slack.formatting import escape, mention, number, role_list
+from bot.slack.formatting import escape, mention, number, role_list, shown_roles
 from bot.slack.messages import text_block
 from storage.db import Database
 from storage.models import AccessRequest
-from storage.repository import claim, get_request, invites_due, lease_invite, transition
+from storage.repository import (
+    audit_for,
+    claim,
+    get_request,
+    invites_due,
+    lease_invite,
+    release_invite,
+    renew_invite_lease,
+    transition,
+)
 from storage.states import RequestStatus
 
 log = logging.getLogger(__name__)
-MAX_RETRY_AFTER = 120.0
+#: The longest backoff between attempts after failures other than a 429, in seconds.
+MAX_BACKOFF = 60.0
 
 
 @dataclass(frozen=True)
@@ -39,13 +56,107 @@ class InviteOutcome:
     event: AuditEventType
     member_id: str | None = None
     error: str | None = None
+    #: The member exists because the bot's own POST created it (answered, or lost and adopted).
+    created_by_bot: bool = False
 
 
 def _failed(error: str, member_id: str | None = None) -> InviteOutcome:
     return InviteOutcome(RequestStatus.FAILED, AuditEventType.INVITE_FAILED, member_id, error)
 
 
+@dataclass(frozen=True)
+class _Later:
+    """Not finished: the invite is due again at `due_at` (the end of Cloudflare's pause, or a backoff)."""
+
+    due_at: datetime
+    why: str
+
+
+class _Lease:
+    """One worker's lease on one invite, kept alive by a heartbeat thread for as long as it works.
+
+    A POST or a paged member listing may take longer than any fixed lease, so the holder renews it
+    every `heartbeat` rather than guessing how long the work takes: the lease cannot lapse while
+    its holder is alive, and a crashed holder's lease runs out within `hold`. Each write is fenced
+    on the value the holder last wrote, so a holder that lost its lease never takes it back.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        request: AccessRequest,
+        *,
+        held: datetime,
+        hold: timedelta,
+        heartbeat: timedelta,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._request_id = request.id
+        self._held = held
+        self._hold = hold
+        self._heartbeat = heartbeat.total_seconds()
+        #: invite_attempts as this holder last wrote it.
+        self.attempts = request.invite_attempts
+        self.lost = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"invite-lease-{request.id}", daemon=True)
+
+    def __enter__(self) -> _Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._heartbeat):
+            try:
+                if not self.renew():
+                    return
+            except Exception:  # the database hiccupped: the lease still has `hold` to run; try again
+                log.warning("could not renew the lease on the invite of #%s", self._request_id, exc_info=True)
+
+    def renew(self, *, attempts: int | None = None) -> bool:
+        """Extend the lease (and record `attempts`); False once another worker holds the invite."""
+        with self._lock:
+            if self.lost:
+                return False
+            until = self._clock.now() + self._hold
+            values = {} if attempts is None else {"invite_attempts": attempts}
+            with self._db.session() as session:
+                held = renew_invite_lease(session, self._request_id, held=self._held, lease_until=until, **values)
+            if not held:
+                self.lost = True
+                log.warning("lost the lease on the invite of #%s to another worker", self._request_id)
+                return False
+            self._held = until
+            if attempts is not None:
+                self.attempts = attempts
+            return True
+
+    def release(self, *, due_at: datetime) -> bool:
+        """Give the invite back, due again at `due_at` (after the heartbeat has stopped)."""
+        with self._lock, self._db.session() as session:
+            return not self.lost and release_invite(session, self._request_id, held=self._held, invite_due_at=due_at)
+
+
+def _backoff(attempt: int) -> timedelta:
+    """Exponential backoff with jitter, never zero: 1-2 s after a run's second attempt, doubling to a minute."""
+    ceiling = min(MAX_BACKOFF, 2.0 ** (attempt - 1))
+    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+
+
 class InviteOutbox:
+    """Sends approved invites, one attempt per lease, and never sleeps: a 429 or a failure reschedules.
+
+    `background` (the process's Cloudflare pool, apart from the Slack-facing one) runs the invites
+    approvals hand over; without it `send_soon` sends at once on the caller's thread.
+    """
+
     def __init__(
         self,
         *,
@@ -56,7 +167,7 @@ class InviteOutbox:
         notifier: Notifier,
         audit: AuditLog,
         clock: Clock,
-        sleep: Callable[[float], None] = time.sleep,
+        background: Callable[..., object] | None = None,
     ) -> None:
         self._settings = settings
         self._db = db
@@ -65,10 +176,33 @@ class InviteOutbox:
         self._notifier = notifier
         self._audit = audit
         self._clock = clock
-        self._sleep = sleep
+        self._background = background
+
+    @property
+    def lease_hold(self) -> timedelta:
+        """How far ahead of now a live holder keeps its lease: a crashed holder's lease ends within this."""
+        return self._settings.invite_lease * 2 / 3
+
+    @property
+    def heartbeat(self) -> timedelta:
+        """How often a holder renews its lease, and how often due invites are polled for: a crashed
+        holder's invite is taken over within `lease_hold + heartbeat` (5/6 of INVITE_LEASE)."""
+        return self._settings.invite_lease / 6
+
+    def send_soon(self, request_id: int) -> None:
+        """Hand a just-approved invite to the Cloudflare pool, so the click's worker answers at once."""
+        if self._background is None:
+            self.send(request_id)
+            return
+        try:
+            self._background(self.send, request_id)
+        except RuntimeError:  # shutting down: the approval is durable; the next start or a replica sends it
+            log.info("not sending the invite of #%s now: shutting down", request_id)
 
     def send_due(self, *, limit: int = 50) -> int:
-        """Send every approved invite that is due and unleased (start-up and each sweep)."""
+        """Send every approved invite that is due and unleased (start-up, the invite poll, each sweep)."""
+        if self._paused_until() is not None:
+            return 0  # every call would be refused; they are sent when the pause ends
         with self._db.session() as session:
             due = invites_due(session, self._clock.now(), limit=limit)
         for request_id in due:
@@ -76,89 +210,146 @@ class InviteOutbox:
         return len(due)
 
     def send(self, request_id: int) -> InviteOutcome | None:
-        """Deliver one approved request's invite; None when another worker holds it."""
+        """One attempt at an approved invite that is due (two after an ambiguous failure). None when it
+        is not finished: held by another worker, not due, or rescheduled after a 429 or a failure."""
         now = self._clock.now()
+        held = now + self.lease_hold
         with self._db.session() as session:
-            if not lease_invite(session, request_id, now=now, lease_until=now + self._settings.invite_lease):
+            if not lease_invite(session, request_id, now=now, lease_until=held):
                 return None
             request = get_request(session, request_id)
         assert request is not None
-        try:
-            outcome = self._deliver(request)
-        except Exception as error:  # never leave an approval without a terminal answer
-            log.exception("invite for #%s failed unexpectedly", request_id)
-            outcome = _failed(f"Unexpected error: {type(error).__name__}")
-        self._finish(request, outcome)
-        return outcome
-
-    def _deliver(self, request: AccessRequest) -> InviteOutcome:
-        granted = request.granted_role_ids or request.requested_role_ids
-        attempts_before = request.invite_attempts
-        last_error: CloudflareError | None = None
-        for attempt in range(1, self._settings.invite_max_attempts + 1):
-            with self._db.session() as session:
-                claim(
-                    session,
-                    request.id,
-                    invite_attempts=attempts_before + attempt,
-                    invite_lease_until=self._clock.now() + self._settings.invite_lease,
-                )
-            # A previous attempt, here or in a process that died, may have created the member.
-            may_exist = attempts_before + attempt > 1
+        with _Lease(self._db, self._clock, request, held=held, hold=self.lease_hold, heartbeat=self.heartbeat) as lease:
             try:
-                existing = self._directory.members(request.account_id, fresh=may_exist).find(request.requester_email)
-                if existing is not None:
-                    return self._existing_member(request, existing, ours=may_exist)
-                member = self._cloudflare.create_member(
-                    request.account_id, email=request.requester_email, role_ids=list(granted)
-                )
-                # Cloudflare's answer carries no roles: the index learns the granted ones, with their names.
-                names = request.granted_role_names or request.requested_role_names or []
-                roles = [Role(id=role_id, name=name) for role_id, name in zip(granted, names, strict=False)]
-                self._directory.record_member(request.account_id, member.model_copy(update={"roles": roles}))
-                return InviteOutcome(RequestStatus.INVITED, AuditEventType.INVITE_SENT, member.id)
-            except CloudflareRateLimited as error:
-                last_error = error
-                self._wait(request, min(error.retry_after or backoff_delay(attempt), MAX_RETRY_AFTER))
-            except CloudflareClientError as error:
-                # Cloudflare documents no answer for a duplicate invite: look again before giving up.
-                try:
-                    existing = self._directory.members(request.account_id, fresh=True).find(request.requester_email)
-                except CloudflareError:
-                    existing = None
-                if existing is not None:
-                    return self._existing_member(request, existing, ours=may_exist)
-                return _failed(f"Cloudflare refused the invite: {error}")
-            except CloudflareError as error:
-                last_error = error
-                if not error.retryable:
-                    return _failed(f"Cloudflare error: {error}")
-                self._wait(request, backoff_delay(attempt, base=1.0))
-        return _failed(
-            f"Cloudflare did not accept the invite after {self._settings.invite_max_attempts} "
-            f"attempts; last error: {last_error}"
-        )
+                result = self._deliver(request, lease)
+            except Exception as error:  # never leave an approval without a terminal answer
+                log.exception("invite for #%s failed unexpectedly", request_id)
+                result = _failed(f"Unexpected error: {type(error).__name__}")
+        if isinstance(result, _Later):
+            if lease.release(due_at=result.due_at):
+                log.info("invite for #%s due again at %s: %s", request_id, result.due_at.isoformat(), result.why)
+            return None
+        if result is None:
+            return None  # another worker took it over before this attempt; it finishes it
+        self._finish(request, result, attempts=lease.attempts)
+        return result
 
-    def _wait(self, request: AccessRequest, seconds: float) -> None:
-        """Back off, holding the lease for the whole wait so no other process takes the invite over."""
+    def _paused_until(self) -> datetime | None:
+        pause = self._cloudflare.pause
+        return pause.resumes_at() if pause is not None else None
+
+    def _deliver(self, request: AccessRequest, lease: _Lease) -> InviteOutcome | _Later | None:
+        """Attempt the invite; a 429 or a transient failure reschedules it instead of sleeping.
+
+        Attempts are counted durably before any call and bounded by INVITE_MAX_ATTEMPTS per run (the
+        approval, then each Retry invite), across reschedules. An ambiguous failure (5xx, timeout,
+        dropped connection) is re-checked once at once, then backed off.
+        """
+        paused = self._paused_until()
+        if paused is not None:
+            return _Later(paused, "Cloudflare calls are paused")  # nothing sent: not an attempt
+        before_run = self._attempts_before_run(request)
+        while True:
+            attempt = lease.attempts + 1
+            if not lease.renew(attempts=attempt):
+                return None
+            try:
+                # A previous attempt, here or in a process that died, may have created the member.
+                return self._attempt(request, may_exist=attempt > 1)
+            except CloudflarePaused as error:
+                # Refused here, before the POST went out: it does not count as an attempt.
+                lease.renew(attempts=attempt - 1)
+                return _Later(self._paused_until() or self._in(error.retry_after), str(error))
+            except CloudflareError as error:  # a 429, or a failure worth trying again
+                last_error = error
+            in_run = attempt - before_run
+            if in_run >= self._settings.invite_max_attempts:
+                return _failed(
+                    f"Cloudflare did not accept the invite after {self._settings.invite_max_attempts} "
+                    f"attempts; last error: {last_error}"
+                )
+            if isinstance(last_error, CloudflareRateLimited):
+                return _Later(self._paused_until() or self._in(last_error.retry_after), str(last_error))
+            if in_run > 1:
+                return _Later(self._clock.now() + _backoff(in_run), str(last_error))
+            # The first failure of a run: look again at once (the member list first), no sleep.
+
+    def _in(self, retry_after: float | None) -> datetime:
+        seconds = min(LONGEST_PAUSE, retry_after if retry_after is not None else MAX_BACKOFF)
+        return self._clock.now() + timedelta(seconds=seconds)
+
+    def _attempts_before_run(self, request: AccessRequest) -> int:
+        """invite_attempts when this run began: what the last failed run had counted (its audit row)."""
+        if request.invite_attempts == 0:
+            return 0
         with self._db.session() as session:
-            claim(
-                session,
-                request.id,
-                invite_lease_until=self._clock.now() + timedelta(seconds=seconds) + self._settings.invite_lease,
+            events = audit_for(session, request.id)
+        for event in reversed(events):
+            counted = (event.details or {}).get("invite_attempts")
+            if isinstance(counted, int):
+                return counted
+        return 0
+
+    def _attempt(self, request: AccessRequest, *, may_exist: bool) -> InviteOutcome:
+        """Look the e-mail up, then POST. Raises CloudflareError only when trying again later may succeed."""
+        granted = request.granted_role_ids or request.requested_role_ids
+        # Only after a POST of ours went out with no clear answer (in any run, any process: a 5xx, a
+        # timeout, a crash) can a member found be the bot's own. It is recorded before each POST and
+        # put back when Cloudflare clearly refuses (a refused POST created nothing).
+        posted_at = self._posted_at(request.id)
+        try:
+            existing = self._directory.members(request.account_id, fresh=may_exist).find(request.requester_email)
+            if existing is not None:
+                return self._existing_member(request, existing, ours=posted_at is not None)
+            with self._db.session() as session:
+                claim(session, request.id, invite_posted_at=self._clock.now())
+            member = self._cloudflare.create_member(
+                request.account_id, email=request.requester_email, role_ids=list(granted)
             )
-        self._sleep(seconds)
+            # Cloudflare's answer carries no roles: the index learns the granted ones, with their names.
+            names = request.granted_role_names or request.requested_role_names or []
+            roles = [Role(id=role_id, name=name) for role_id, name in zip(granted, names, strict=False)]
+            self._directory.record_member(request.account_id, member.model_copy(update={"roles": roles}))
+            return InviteOutcome(RequestStatus.INVITED, AuditEventType.INVITE_SENT, member.id, created_by_bot=True)
+        except CloudflareRateLimited:
+            raise
+        except CloudflareClientError as error:
+            with self._db.session() as session:
+                claim(session, request.id, invite_posted_at=posted_at)
+            # Cloudflare documents no answer for a duplicate invite: look again before giving up.
+            try:
+                existing = self._directory.members(request.account_id, fresh=True).find(request.requester_email)
+            except CloudflareError:
+                existing = None
+            if existing is not None:
+                return self._existing_member(request, existing, ours=posted_at is not None)
+            return _failed(f"Cloudflare refused the invite: {error}")
+        except CloudflareError as error:
+            if not error.retryable:
+                return _failed(f"Cloudflare error: {error}")
+            raise
+
+    def _posted_at(self, request_id: int) -> datetime | None:
+        with self._db.session() as session:
+            request = get_request(session, request_id)
+        return request.invite_posted_at if request is not None else None
 
     def _existing_member(self, request: AccessRequest, member: Member, *, ours: bool) -> InviteOutcome:
+        """A membership found for the e-mail. It is the bot's own only if a POST of ours went out and it
+        holds what that POST granted; anything else is never recorded as granted by the bot."""
         granted = set(request.granted_role_ids or request.requested_role_ids)
-        if member.accepted and member.role_ids >= granted:
-            return InviteOutcome(RequestStatus.ACCEPTED, AuditEventType.ALREADY_MEMBER, member.id)
-        if ours or (not member.accepted and member.role_ids >= granted):
+        holds_grant = member.role_ids >= granted
+        if ours and holds_grant:
             return InviteOutcome(
                 RequestStatus.ACCEPTED if member.accepted else RequestStatus.INVITED,
                 AuditEventType.INVITE_ADOPTED,
                 member.id,
+                created_by_bot=True,
             )
+        if member.accepted and holds_grant:
+            return InviteOutcome(RequestStatus.ACCEPTED, AuditEventType.ALREADY_MEMBER, member.id)
+        if holds_grant:  # a pending invite made in the dashboard: followed, never deleted or re-sent
+            return InviteOutcome(RequestStatus.INVITED, AuditEventType.INVITE_ADOPTED, member.id)
         held = role_list(role.name for role in member.roles)
         return InviteOutcome(
             RequestStatus.FAILED,
@@ -169,9 +360,11 @@ class InviteOutbox:
             "Cloudflare dashboard.",
         )
 
-    def _finish(self, request: AccessRequest, outcome: InviteOutcome) -> None:
+    def _finish(self, request: AccessRequest, outcome: InviteOutcome, *, attempts: int | None = None) -> None:
         now = self._clock.now()
-        values: dict[str, object] = {"invite_lease_until": None}
+        values: dict[str, Any] = {"invite_lease_until": None}
+        if outcome.created_by_bot:
+            values["member_created_by_bot"] = True
         if outcome.status == RequestStatus.INVITED:
             values.update(
                 cloudflare_member_id=outcome.member_id,
@@ -189,6 +382,10 @@ class InviteOutbox:
                 session, request.id, outcome.status, now=now, only_from={RequestStatus.APPROVED}, **values
             ):
                 return  # a concurrent worker already finished it
+            # A failed run records its attempt count: a Retry invite starts a new run from there.
+            counted: dict[str, Any] = (
+                {"invite_attempts": attempts} if outcome.status == RequestStatus.FAILED and attempts else {}
+            )
             self._audit.record(
                 session,
                 outcome.event,
@@ -197,16 +394,18 @@ class InviteOutbox:
                 roles_granted=request.granted_role_names,
                 role_ids_granted=request.granted_role_ids,
                 error=outcome.error,
+                **counted,
             )
         self._announce(request, outcome)
 
     def _announce(self, request: AccessRequest, outcome: InviteOutcome) -> None:
         who = mention(request.requester_slack_id)
-        roles = role_list(request.granted_role_names or [])
+        roles = shown_roles(request.granted_role_names or [])
         account = escape(request.account_name)
+        email = escape(request.requester_email)
         if outcome.event == AuditEventType.INVITE_ADOPTED:
             thread = (
-                f":email: Cloudflare already holds a membership for {request.requester_email} in {account} "
+                f":email: Cloudflare already holds a membership for {email} in {account} "
                 f"({outcome.status}); no second invite was sent."
             )
             dm = (
@@ -214,15 +413,13 @@ class InviteOutbox:
                 f"{'active' if outcome.status == RequestStatus.ACCEPTED else 'waiting for you to accept the e-mail from Cloudflare'}."
             )
         elif outcome.status == RequestStatus.INVITED:
-            thread = f":email: Invite sent to {request.requester_email} for {account} ({roles}). Waiting for {who} to accept."
+            thread = f":email: Invite sent to {email} for {account} ({roles}). Waiting for {who} to accept."
             dm = (
                 f":email: Your request {number(request.id)} was approved and Cloudflare has sent an invite to "
-                f"{request.requester_email} for *{account}* ({roles}). Open that e-mail and accept it."
+                f"{email} for *{account}* ({roles}). Open that e-mail and accept it."
             )
         elif outcome.status == RequestStatus.ACCEPTED:
-            thread = (
-                f":information_source: {request.requester_email} is already a member of {account}; no invite needed."
-            )
+            thread = f":information_source: {email} is already a member of {account}; no invite needed."
             dm = f":information_source: Request {number(request.id)}: you are already a member of *{account}*; no invite was needed."
         else:
             error = escape(outcome.error or "unknown error")

@@ -11,8 +11,10 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from bot.access.directory import Directory
+from bot.access.terms import duration_choices, from_seconds
 from bot.cloudflare.errors import CloudflareError
 from bot.core.clock import Clock
+from bot.core.config import Settings
 from bot.slack.gateway import Block, SlackError, SlackGateway
 from bot.slack.messages import request_root, summary_text, text_block
 from storage.db import Database
@@ -25,7 +27,10 @@ SLACK_REPAIR_DELAY = timedelta(minutes=1)
 
 
 class Notifier:
-    def __init__(self, *, slack: SlackGateway, db: Database, directory: Directory, clock: Clock) -> None:
+    def __init__(
+        self, *, slack: SlackGateway, db: Database, directory: Directory, clock: Clock, settings: Settings
+    ) -> None:
+        self._settings = settings
         self._slack = slack
         self._db = db
         self._directory = directory
@@ -42,7 +47,13 @@ class Notifier:
                 roles = self._directory.requestable_roles(request.account_id)
             except CloudflareError as error:
                 log.warning("rendering #%s without fresh roles: %s", request.id, error)
-        return request_root(request, now=self._clock.now(), approver_ids=approver_ids, grantable_roles=roles)
+        return request_root(
+            request,
+            now=self._clock.now(),
+            approver_ids=approver_ids,
+            grantable_roles=roles,
+            duration_choices=duration_choices(self._settings, from_seconds(request.requested_duration_s)),
+        )
 
     def refresh_roots(self, request_id: int, *, state_changed: bool = True) -> bool:
         """Redraw every thread root; on failure schedule a repair by the sweep.

@@ -32,22 +32,28 @@ class Services:
     filing: Filing
     outbox: InviteOutbox
     decisions: Decisions
+    #: Slack-facing work handed over by listeners after the ack (replies, modals, filing).
     executor: TrackedExecutor
     listener_executor: TrackedExecutor
+    #: Work that waits on Cloudflare (invites, directory refreshes, start-up loads): it never holds a
+    #: worker that a Slack-facing task needs, so a 429 storm cannot delay a reply or a modal.
+    cloudflare_executor: TrackedExecutor
+
+    def _pools(self) -> tuple[TrackedExecutor, ...]:
+        return (self.listener_executor, self.executor, self.cloudflare_executor)
 
     def wait_idle(self, timeout: float = 15.0) -> bool:
-        """Until no listener runs and no work is queued (listeners may queue work as they finish)."""
+        """Until no work runs or is queued in any pool (each may queue work on the others)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            remaining = max(0.0, deadline - time.monotonic())
-            if not (self.listener_executor.wait_idle(remaining) and self.executor.wait_idle(remaining)):
+            if not all(pool.wait_idle(max(0.0, deadline - time.monotonic())) for pool in self._pools()):
                 return False
-            if self.listener_executor.unfinished == 0 and self.executor.unfinished == 0:
+            if all(pool.unfinished == 0 for pool in self._pools()):
                 return True
         return False
 
     def close(self) -> None:
-        self.listener_executor.shutdown(wait=True)
-        self.executor.shutdown(wait=True)
+        for pool in self._pools():
+            pool.shutdown(wait=True)
         self.cloudflare.close()
         self.db.engine.dispose()

@@ -24,11 +24,14 @@ def change_state(
     actor_slack_id: str | None = None,
     actor_email: str | None = None,
     details: dict[str, Any] | None = None,
+    conditions: Iterable[Any] = (),
     **values: Any,
 ) -> bool:
     """Conditionally move the request to `target` and audit it in the same transaction."""
     with db.session() as session:
-        if not transition(session, request_id, target, now=clock.now(), only_from=only_from, **values):
+        if not transition(
+            session, request_id, target, now=clock.now(), only_from=only_from, conditions=conditions, **values
+        ):
             return False
         audit.record(
             session,

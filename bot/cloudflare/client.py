@@ -1,7 +1,11 @@
 """httpx client for the Cloudflare v4 endpoints the bot uses.
 
-Reads (GET) are retried here on 429/5xx/timeouts because they are idempotent; the member POST
-is never retried by the client: the invite outbox decides, after checking for an existing member.
+Reads (GET) are retried here on 5xx/timeouts because they are idempotent; the member POST is never
+retried by the client: the invite outbox decides, after checking for an existing member.
+
+With a `CloudflarePause` (the bot always has one, shared by the whole process) a 429 pauses every
+call and is never slept on: calls during the pause fail fast with `CloudflarePaused`. Without one
+(a client on its own) a read waits for `Retry-After` and tries again, as before.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from bot.cloudflare.errors import (
     CloudflareUnreadable,
 )
 from bot.cloudflare.models import Account, Envelope, Member, MemberUser, Role, TokenStatus
+from bot.cloudflare.pacing import CloudflarePause
 
 log = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -71,6 +76,7 @@ class CloudflareClient:
         read_attempts: int = 3,
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
+        pause: CloudflarePause | None = None,
     ) -> None:
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
@@ -81,6 +87,12 @@ class CloudflareClient:
         self._credentials = credentials
         self._read_attempts = read_attempts
         self._sleep = sleep
+        self._pause = pause
+
+    @property
+    def pause(self) -> CloudflarePause | None:
+        """The process-wide pause every call of this client checks first, if any."""
+        return self._pause
 
     def close(self) -> None:
         self._http.close()
@@ -172,9 +184,13 @@ class CloudflareClient:
             except CloudflareError as error:
                 if not error.retryable or attempt >= self._read_attempts:
                     raise
+                if isinstance(error, CloudflareRateLimited) and self._pause is not None:
+                    raise  # the whole process is paused: fail fast, never sleep on a worker
                 self._sleep(_retry_delay(error, attempt))
 
     def _send(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None) -> Envelope:
+        if self._pause is not None:
+            self._pause.check()
         try:
             response = self._http.request(method, path, params=params, json=json)
         except httpx.TimeoutException:
@@ -183,7 +199,13 @@ class CloudflareClient:
             raise CloudflareUnavailable(
                 f"connection to Cloudflare failed on {method} {path}: {type(error).__name__}"
             ) from None
-        return _parse(response)
+        try:
+            return _parse(response)
+        except CloudflareRateLimited as error:
+            if self._pause is not None:
+                resumes = self._pause.pause(error.retry_after)
+                log.warning("Cloudflare answered 429 on %s %s; every call paused until %s", method, path, resumes)
+            raise
 
 
 def _retry_delay(error: CloudflareError, attempt: int) -> float:

@@ -94,8 +94,9 @@ class Settings(_Env):
     cloudflare_account_ids: CommaList = Field(default_factory=list)
     cloudflare_timeout: float = Field(default=10.0, gt=0)
     invite_max_attempts: int = Field(default=5, ge=1, le=50)
-    # How long a worker holds an invite before another process may take it over (after a crash).
-    invite_lease: timedelta = Field(default=timedelta(minutes=2))
+    # After a crash, another process takes an unfinished invite over within this; the live holder
+    # renews its lease every INVITE_LEASE/6, so a slow call never lets another process in.
+    invite_lease: timedelta = Field(default=timedelta(seconds=30), ge=timedelta(seconds=1))
 
     database_url: str = "sqlite:///cf-access-bot.db"
     host: str = "0.0.0.0"
@@ -105,6 +106,14 @@ class Settings(_Env):
     fallback_approvers: CommaList = Field(default_factory=list)
     allowed_email_domains: CommaList = Field(default_factory=list)
     requestable_roles: CommaList = Field(default_factory=list)
+    allow_guests: bool = False
+
+    # Time-bound access (unset DEFAULT: permanent unless MAX is set; with MAX set nothing is permanent).
+    default_access_duration: timedelta | None = None
+    max_access_duration: timedelta | None = None
+    access_end_warning: timedelta = Field(default=timedelta(hours=24))
+    offboard_deactivated: bool = True
+    offboarding_check_interval: timedelta = Field(default=timedelta(hours=24))
 
     approval_reminder_after: timedelta = Field(default=timedelta(hours=4))
     request_expires_after: timedelta = Field(default=timedelta(days=7))
@@ -114,6 +123,9 @@ class Settings(_Env):
     directory_cache_ttl: timedelta = Field(default=timedelta(minutes=1))
     # Seconds to gather changes before republishing Home tabs (0: at once).
     home_refresh_delay: float = Field(default=2.0, ge=0, le=60)
+    # Access-review digest: posted to this channel every REPORT_INTERVAL (unset: no digest).
+    report_channel: str | None = None
+    report_interval: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -142,10 +154,17 @@ class Settings(_Env):
         "scheduler_interval",
         "directory_cache_ttl",
         "invite_lease",
+        "default_access_duration",
+        "max_access_duration",
+        "access_end_warning",
+        "offboarding_check_interval",
+        "report_interval",
         mode="before",
     )
     @classmethod
     def _duration(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None  # an empty optional duration (DEFAULT_ACCESS_DURATION=) means unset
         return parse_duration(value) if isinstance(value, str) else value
 
     @field_validator("log_level", mode="before")
@@ -196,6 +215,13 @@ class Settings(_Env):
             raise ValueError(
                 "CLOUDFLARE_API_TOKEN is required (or CLOUDFLARE_API_EMAIL together with CLOUDFLARE_API_KEY)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _durations_fit(self) -> Settings:
+        default, longest = self.default_access_duration, self.max_access_duration
+        if default and longest and default > longest:
+            raise ValueError("DEFAULT_ACCESS_DURATION is longer than MAX_ACCESS_DURATION")
         return self
 
     @property

@@ -1,19 +1,19 @@
-"""Durations as written in settings: `30s`, `15m`, `4h`, `7d`."""
+"""Durations as written in settings and commands: `30s`, `15m`, `4h`, `7d`, `2w`."""
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^\s*(\d{1,9})\s*([smhdw])\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text)
     if not match or int(match.group(1)) == 0:
-        raise ValueError(f"'{text}' is not a duration; write a positive number and a unit: 30s, 15m, 4h or 7d")
-    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+        raise ValueError(f"'{text}' is not a duration; write a positive number and a unit: 30s, 15m, 4h, 7d or 2w")
+    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()])
 
 
 def format_duration(delta: timedelta) -> str:

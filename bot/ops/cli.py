@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import logging
 import sys
@@ -94,6 +95,29 @@ def cmd_check(_args: argparse.Namespace) -> int:
     return 0 if all(result.ok for result in results) else 1
 
 
+def cmd_revoke(args: argparse.Namespace) -> int:
+    """An operator's revoke: removes what the bot granted through request ID now, told in its thread."""
+    from bot.access.grants import Grants
+    from bot.ops.wiring import build_services
+    from bot.slack.command_text import parse_request_id
+    from storage.migrate import upgrade
+
+    request_id = parse_request_id(args.id)
+    if request_id is None:
+        raise ConfigError(f"revoke: '{args.id}' is not a request number (e.g. 42 or #42)")
+    settings = load_settings()
+    _configure(settings)
+    services = build_services(settings, db=open_database(settings.database_url, must_exist=True))
+    try:
+        upgrade(services.db.engine)
+        outcome = Grants(services).revoke(request_id, None, args.reason)
+        services.wait_idle()
+    finally:
+        services.close()
+    print(html.unescape(outcome.message))  # Slack escaping is for Slack; a terminal shows the text
+    return 0 if outcome.ok else 1
+
+
 def cmd_requests(args: argparse.Namespace) -> int:
     from bot.ops.export import request_record, write_requests_table
     from storage.repository import iter_requests
@@ -129,6 +153,22 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """The access review: every member of every requestable account (one member walk per account)."""
+    from bot.ops.report_cli import run_report
+    from bot.ops.wiring import build_services
+    from storage.migrate import upgrade
+
+    settings = load_settings()
+    _configure(settings)
+    services = build_services(settings, db=open_database(settings.database_url, must_exist=True))
+    try:
+        upgrade(services.db.engine)  # the review's counts are stored for the approvers' Home tab
+        return run_report(services, account=args.account, fmt=args.format, out=sys.stdout, err=sys.stderr)
+    finally:
+        services.close()
+
+
 def cmd_db_upgrade(_args: argparse.Namespace) -> int:
     from storage.migrate import upgrade
 
@@ -148,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("check", help="verify Slack, Cloudflare, accounts, roles and approvers").set_defaults(
         run=cmd_check
     )
+    revoke = commands.add_parser("revoke", help="remove the access granted through a request, now")
+    revoke.add_argument("id", help="the request number, e.g. 42 or #42")
+    revoke.add_argument("--reason", help="told to the holder and in the approvers' thread")
+    revoke.set_defaults(run=cmd_revoke)
     requests = commands.add_parser("requests", help="list requests")
     requests.add_argument("--status")
     requests.add_argument("--account", help="account id")
@@ -157,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--since", help="ISO-8601 time, inclusive")
     audit.add_argument("--format", choices=["json", "csv"], default="json")
     audit.set_defaults(run=cmd_audit)
+    report = commands.add_parser("report", help="access review: every member of every requestable account")
+    report.add_argument("--account", help="one account: id, name, or a unique start of its name")
+    report.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    report.set_defaults(run=cmd_report)
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_commands.add_parser("upgrade", help="apply schema migrations").set_defaults(run=cmd_db_upgrade)

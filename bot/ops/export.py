@@ -12,7 +12,7 @@ from bot.core.clock import as_utc
 from storage.models import AccessRequest, AuditEvent
 
 AUDIT_COLUMNS = ["time", "request_id", "event", "actor_slack_id", "actor_email", "details"]
-REQUEST_COLUMNS = ["id", "status", "account", "requester", "email", "roles", "created", "decided_by"]
+REQUEST_COLUMNS = ["id", "status", "account", "requester", "email", "roles", "created", "decided_by", "access_ends_at"]
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -71,6 +71,8 @@ def request_record(request: AccessRequest) -> dict[str, Any]:
         "decided_by": request.decided_by_slack_id,
         "decided_at": _iso(request.decided_at),
         "cloudflare_member_id": request.cloudflare_member_id,
+        "access_ends_at": _iso(request.access_ends_at),
+        "extends": request.extends_request_id,
     }
 
 
@@ -86,12 +88,14 @@ def request_rows(requests: Iterable[AccessRequest]) -> Iterator[list[str]]:
             ", ".join(record["roles"]),
             record["created"] or "",
             record["decided_by"] or "",
+            record["access_ends_at"]
+            or ("permanent" if request.granted_role_ids and not request.granted_duration_s else ""),
         ]
 
 
 def write_requests_table(requests: Iterable[AccessRequest], out: IO[str]) -> int:
     """A fixed-width table, printed as it streams (column widths are capped, not measured)."""
-    widths = [6, 9, 24, 12, 30, 30, 20, 12]
+    widths = [6, 9, 24, 12, 30, 30, 20, 12, 20]
     out.write("  ".join(h.upper().ljust(w) for h, w in zip(REQUEST_COLUMNS, widths, strict=True)).rstrip() + "\n")
     count = 0
     for row in request_rows(requests):

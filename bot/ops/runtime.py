@@ -49,8 +49,8 @@ class Runtime:
 
     def begin_background_work(self) -> None:
         """Resume approved-but-unsent invites at once, then sweep on the schedule."""
-        self.services.executor.submit(self.services.outbox.send_due)
-        self.services.executor.submit(self.services.directory.warm)
+        self.services.cloudflare_executor.submit(self.services.outbox.send_due)
+        self.services.cloudflare_executor.submit(self.services.directory.warm)
         if self.run_scheduler:
             self.scheduler = start_scheduler(self.services, self.sweeper)
 

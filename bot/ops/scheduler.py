@@ -1,7 +1,9 @@
 """Scheduled work, run in the serving process by APScheduler every SCHEDULER_INTERVAL.
 
 The sweep itself is a plain function of the clock (`Sweeper.run_once`), so tests drive it with an
-injected clock; APScheduler only decides when it runs.
+injected clock; APScheduler only decides when it runs. Invites are also polled on their own, much
+shorter cadence (`InviteOutbox.heartbeat`, INVITE_LEASE/6): one rescheduled after a 429 goes out
+soon after it is due, and one left by a crashed holder is taken over within INVITE_LEASE.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from datetime import timedelta
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 
+from bot.access.grants import Grants
 from bot.access.invite_followup import InviteFollowUp
 from bot.access.pending_sweep import PendingSweep
+from bot.access.report_digest import post_digest_if_due
 from bot.access.services import Services
 from storage.models import AccessRequest
 from storage.repository import prune_events
@@ -30,6 +34,9 @@ class SweepReport:
     invites_sent: int = 0
     invites_checked: int = 0
     roots_repaired: int = 0
+    end_warnings: int = 0
+    removals: int = 0
+    holders_checked: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -38,6 +45,7 @@ class Sweeper:
         self.services = services
         self.pending = PendingSweep(services, batch=batch)
         self.follow_up = InviteFollowUp(services, batch=batch)
+        self.grants = Grants(services, batch=batch)
 
     def run_once(self) -> SweepReport:
         report = SweepReport()
@@ -46,8 +54,13 @@ class Sweeper:
             ("approver reminders", self._remind),
             ("invites", self._resume_invites),
             ("invite follow-up", self._follow_invites),
+            ("end warnings", self._warn_ends),
+            ("removals", self._remove_access),
+            ("offboarding re-check", self._recheck_holders),
             ("slack repair", self._repair_roots),
             ("event ids", self._prune_events),
+            # Last: a review of large accounts is slow, and nothing above waits on it.
+            ("access review digest", lambda _report: post_digest_if_due(self.services)),
         )
         for name, step in steps:
             try:
@@ -62,6 +75,15 @@ class Sweeper:
 
     def _remind(self, report: SweepReport) -> None:
         report.approver_reminders += self.pending.remind_approvers()
+
+    def _warn_ends(self, report: SweepReport) -> None:
+        report.end_warnings += self.grants.warn_due()
+
+    def _remove_access(self, report: SweepReport) -> None:
+        report.removals += self.grants.remove_due()
+
+    def _recheck_holders(self, report: SweepReport) -> None:
+        report.holders_checked += self.grants.recheck_holders()
 
     def _follow_invites(self, report: SweepReport) -> None:
         report.invites_checked += self.follow_up.run()
@@ -97,6 +119,15 @@ def start_scheduler(services: Services, sweeper: Sweeper) -> BackgroundScheduler
         "interval",
         seconds=services.settings.scheduler_interval.total_seconds(),
         id="sweep",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=None,
+    )
+    scheduler.add_job(
+        services.outbox.send_due,
+        "interval",
+        seconds=services.outbox.heartbeat.total_seconds(),
+        id="invites",
         max_instances=1,
         coalesce=True,
         misfire_grace_time=None,

@@ -14,6 +14,7 @@ from bot.access.invites import InviteOutbox
 from bot.access.notifier import Notifier
 from bot.access.services import Services
 from bot.cloudflare.client import CloudflareClient, CloudflareCredentials
+from bot.cloudflare.pacing import CloudflarePause
 from bot.core.clock import Clock, SystemClock
 from bot.core.config import Settings
 from bot.core.executor import TrackedExecutor
@@ -41,13 +42,16 @@ def build_services(
         ),
         timeout=settings.cloudflare_timeout,
         sleep=sleep,
+        # One 429 pauses every Cloudflare call of the process (SPEC §6).
+        pause=CloudflarePause(clock),
     )
     executor = TrackedExecutor(workers)
+    cloudflare_executor = TrackedExecutor(workers)
     directory = Directory(
-        settings=settings, cloudflare=cloudflare, slack=slack, clock=clock, background=executor.submit
+        settings=settings, cloudflare=cloudflare, slack=slack, clock=clock, background=cloudflare_executor.submit
     )
     audit = AuditLog(clock)
-    notifier = Notifier(slack=slack, db=db, directory=directory, clock=clock)
+    notifier = Notifier(slack=slack, db=db, directory=directory, clock=clock, settings=settings)
     filing = Filing(
         settings=settings, db=db, directory=directory, slack=slack, audit=audit, clock=clock, notifier=notifier
     )
@@ -59,10 +63,17 @@ def build_services(
         notifier=notifier,
         audit=audit,
         clock=clock,
-        sleep=sleep,
+        background=cloudflare_executor.submit,
     )
     decisions = Decisions(
-        db=db, directory=directory, notifier=notifier, outbox=outbox, audit=audit, clock=clock, slack=slack
+        db=db,
+        directory=directory,
+        notifier=notifier,
+        outbox=outbox,
+        audit=audit,
+        clock=clock,
+        slack=slack,
+        settings=settings,
     )
     services = Services(
         settings=settings,
@@ -78,6 +89,7 @@ def build_services(
         decisions=decisions,
         executor=executor,
         listener_executor=TrackedExecutor(32),
+        cloudflare_executor=cloudflare_executor,
     )
     notifier.on_change.append(HomeRefresher(services).request_changed)
     return services

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass, field
+
+from bot.slack.formatting import escape
 
 USAGE = """*`/cf-access`*: ask for access to a Cloudflare account; its Super Administrators approve in Slack.
 • `/cf-access` or `/cf-access request`: open the request form
-• `/cf-access request ACCOUNT ROLE[,ROLE...] REASON`: file a request directly, e.g. `/cf-access request "Orange Cloud" DNS,Billing rotate the zone's records`
+• `/cf-access request ACCOUNT ROLE[,ROLE...] [for DURATION] REASON`: file a request directly, e.g. `/cf-access request "Orange Cloud" DNS,Billing for 3d rotate the zone's records` (DURATION: `8h`, `3d`, `2w`)
 • `/cf-access accounts`: the accounts you can request
 • `/cf-access roles ACCOUNT`: the roles you can request on an account
 • `/cf-access status`: your requests and their state
@@ -70,12 +73,41 @@ def parse_command(text: str) -> ParsedCommand:
     first, rest = split_words(text, 1)
     name = first[0].lower()
     if name not in {"request", "accounts", "roles", "status", "pending", "cancel", "help"}:
-        return ParsedCommand("help", error=f"`{first[0]}` is not a /cf-access command.")
+        return ParsedCommand("help", error=f"`{escape(first[0])}` is not a /cf-access command.")
     try:
         args, rest = split_words(rest, _ARGUMENT_WORDS.get(name, 0))
     except UnclosedQuote:
         return ParsedCommand("help", error='A quote is not closed. Quote names with spaces like "Orange Cloud".')
     return ParsedCommand(name, args, rest)
+
+
+@dataclass(frozen=True)
+class RequestTail:
+    """What follows ACCOUNT ROLE in a quick request: optional `on ZONE[,ZONE]`, `for DURATION`, the reason."""
+
+    zones: list[str]
+    duration: str | None
+    reason: str
+
+
+def _looks_like_duration(word: str) -> bool:
+    return bool(re.fullmatch(r"\d{1,9}[smhdwSMHDW]", word))
+
+
+def parse_request_tail(rest: str) -> RequestTail:
+    """`on` counts only before something with a dot (a zone), `for` only before a duration;
+    otherwise both are words of the reason ("for the audit", "on call")."""
+    zones: list[str] = []
+    duration: str | None = None
+    while True:
+        words = rest.split(maxsplit=2)
+        if len(words) >= 2 and words[0].lower() == "on" and not zones and "." in words[1]:
+            zones = [zone.strip().lower().rstrip(".") for zone in words[1].split(",") if zone.strip()]
+        elif len(words) >= 2 and words[0].lower() == "for" and duration is None and _looks_like_duration(words[1]):
+            duration = words[1]
+        else:
+            return RequestTail(zones, duration, rest)
+        rest = words[2] if len(words) > 2 else ""
 
 
 def parse_request_id(text: str) -> int | None:

@@ -30,7 +30,13 @@ def number(request_id: int) -> str:
 
 
 def role_list(names: Iterable[str]) -> str:
+    """Plain text (the CLI's); in a Slack message use `shown_roles`."""
     return ", ".join(names) or "(none)"
+
+
+def shown_roles(names: Iterable[str]) -> str:
+    """Role names as Slack shows them: they come from Cloudflare, so they are escaped."""
+    return escape(role_list(names))
 
 
 def truncate(text: str, limit: int) -> str:

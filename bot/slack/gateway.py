@@ -56,11 +56,31 @@ class PostedMessage:
 
 @dataclass(frozen=True)
 class SlackProfile:
+    """A Slack user as far as asking for access goes: who they are and how they stand in the workspace."""
+
     user_id: str
     email: str | None
     name: str
-    is_bot: bool
-    deleted: bool
+    is_bot: bool = False
+    deleted: bool = False
+    is_restricted: bool = False  # multi-channel guest
+    is_ultra_restricted: bool = False  # single-channel guest
+    is_stranger: bool = False  # Slack Connect: from another organisation
+    team_id: str | None = None
+    email_confirmed: bool = True
+
+    @property
+    def is_guest(self) -> bool:
+        return self.is_restricted or self.is_ultra_restricted
+
+    @property
+    def standing(self) -> str:
+        """How approvers see the requester: a full member, or which kind of guest."""
+        if self.is_ultra_restricted:
+            return "single-channel guest"
+        if self.is_restricted:
+            return "multi-channel guest"
+        return "workspace member"
 
 
 # A post that met a 5xx or a dropped connection may already be in the channel: sending it again
@@ -121,6 +141,7 @@ class SlackGateway:
     def __init__(self, client: WebClient) -> None:
         self.client = client
         self._dm_channels: dict[str, str] = {}
+        self._team_id: str | None = None
         self._lock = threading.Lock()
 
     def lookup_user_id(self, email: str) -> str | None:
@@ -140,7 +161,30 @@ class SlackGateway:
         profile = user.get("profile") or {}
         email = profile.get("email") or None
         name = profile.get("display_name") or profile.get("real_name") or user.get("name") or user_id
-        return SlackProfile(user_id, email, name, bool(user.get("is_bot")), bool(user.get("deleted")))
+        return SlackProfile(
+            user_id,
+            email,
+            name,
+            is_bot=bool(user.get("is_bot")) or bool(user.get("is_app_user")),
+            deleted=bool(user.get("deleted")),
+            is_restricted=bool(user.get("is_restricted")),
+            is_ultra_restricted=bool(user.get("is_ultra_restricted")),
+            is_stranger=bool(user.get("is_stranger")),
+            team_id=user.get("team_id") or profile.get("team"),
+            # Absent on older payloads: only an explicit false means unconfirmed.
+            email_confirmed=user.get("is_email_confirmed") is not False,
+        )
+
+    def workspace_id(self) -> str:
+        """Our own workspace's team id (auth.test, asked once): a requester from another is a stranger."""
+        with self._lock:
+            if self._team_id is not None:
+                return self._team_id
+        with _slack_errors():
+            team_id = str(self.client.auth_test()["team_id"])
+        with self._lock:
+            self._team_id = team_id
+        return team_id
 
     def dm_channel(self, user_id: str) -> str:
         with self._lock:

@@ -18,7 +18,8 @@ from slack_sdk.models.views import View
 from bot.cloudflare.models import Role
 from bot.core.durations import format_duration
 from bot.slack.formatting import escape, mention, number, role_list, truncate
-from bot.slack.messages import STATUS_LABEL, decision_blocks
+from bot.slack.messages import STATUS_LABEL, decision_blocks, term_text
+from bot.slack.report_views import AccountSummary, home_review_blocks
 from storage.models import AccessRequest
 from storage.states import RequestStatus
 
@@ -57,7 +58,8 @@ def _own_line(request: AccessRequest, now: datetime) -> str:
     return (
         f"*{number(request.id)}* {escape(truncate(request.account_name, _NAME_CHARS))}: "
         f"{escape(truncate(role_list(roles), _ROLES_CHARS))}\n"
-        f"{STATUS_LABEL[RequestStatus(request.status)]}, filed {format_duration(now - request.created_at)} ago"
+        f"{STATUS_LABEL[RequestStatus(request.status)]}, access for {term_text(request)}, "
+        f"filed {format_duration(now - request.created_at)} ago"
     )
 
 
@@ -78,12 +80,18 @@ def home_view(
     now: datetime,
     own_total: int | None = None,
     waiting_total: int | None = None,
+    review: Sequence[AccountSummary] = (),
+    reviewed_at: datetime | None = None,
 ) -> View:
-    """`own_total`/`waiting_total`: how many there are in all, when the caller passed only the first ones."""
+    """`own_total`/`waiting_total`: how many there are in all, when the caller passed only the first ones.
+    `review`: the last access review's counts for the accounts this person approves for."""
     header = HeaderBlock(text="Your Cloudflare access requests")
     blocks: list[Block] = [header]
     budget = _Budget(MAX_VIEW_BLOCKS - 2, MAX_VIEW_CHARS)  # the header, and the final line
     budget.take(blocks)
+    review_blocks = home_review_blocks(review, as_of=reviewed_at)
+    if not budget.take(review_blocks):  # a few blocks at most: reserved before the lists fill the tab
+        review_blocks = []
     if not own:
         empty = _section(
             "You have no requests yet. Type `/cf-access` in any channel to ask for access to a Cloudflare "
@@ -113,6 +121,7 @@ def home_view(
             break
         blocks.extend(entry)
         waiting_shown += 1
+    blocks.extend(review_blocks)
     blocks.append(
         ContextBlock(
             elements=[

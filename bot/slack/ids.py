@@ -17,6 +17,11 @@ class Action(StrEnum):
     MODAL_ROLES = "roles_select"
     MODAL_REASON = "reason_input"
     DENY_REASON = "deny_reason_input"
+    GRANT_DURATION = "grant_duration"
+    REVOKE_ACCESS = "revoke_access"
+    REVOKE_REASON = "revoke_reason_input"
+    REQUEST_EXTENSION = "request_extension"
+    MODAL_DURATION = "duration_select"
 
 
 class Block(StrEnum):
@@ -26,11 +31,15 @@ class Block(StrEnum):
     DECISION = "decision"  # suffixed with the request id
     GRANT = "grant"  # suffixed with the request id
     DENY_REASON = "deny_reason"
+    DURATION = "duration"  # in a thread root: suffixed with the request id; in a form: as is
+    REVOKE_REASON = "revoke_reason"
 
 
 class Callback(StrEnum):
     REQUEST_MODAL = "cf_access_request"
     DENY_MODAL = "cf_access_deny"
+    REVOKE_MODAL = "cf_access_revoke"
+    EXTENSION_MODAL = "cf_access_extend"
 
 
 def with_suffix(block: Block, suffix: object) -> str:

@@ -6,7 +6,7 @@ Builders are pure functions of a request and what to show; handlers decide, buil
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -18,11 +18,12 @@ from slack_sdk.models.blocks import (
     Option,
     SectionBlock,
     StaticMultiSelectElement,
+    StaticSelectElement,
 )
 
 from bot.cloudflare.models import Role
 from bot.core.durations import format_duration
-from bot.slack.formatting import escape, mention, mentions, number, role_list, slack_date, truncate
+from bot.slack.formatting import escape, mention, mentions, number, shown_roles, slack_date, truncate
 from bot.slack.ids import Action, with_suffix
 from bot.slack.ids import Block as BlockId
 from storage.models import AccessRequest
@@ -37,6 +38,8 @@ STATUS_LABEL = {
     RequestStatus.CANCELLED: ":wastebasket: Cancelled",
     RequestStatus.EXPIRED: ":zzz: Expired",
     RequestStatus.FAILED: ":warning: Failed",
+    RequestStatus.ENDED: ":checkered_flag: Ended, access removed",
+    RequestStatus.REVOKED: ":no_entry_sign: Revoked, access removed",
 }
 
 
@@ -49,14 +52,14 @@ def summary_text(request: AccessRequest) -> str:
     """The notification text (and screen-reader text) of a request's root message."""
     return (
         f"Access request {number(request.id)}: {mention(request.requester_slack_id)} asks for "
-        f"{role_list(request.requested_role_names)} on {escape(request.account_name)}"
+        f"{shown_roles(request.requested_role_names)} on {escape(request.account_name)}"
     )
 
 
 def state_line(request: AccessRequest) -> str:
     status = RequestStatus(request.status)
     label = STATUS_LABEL[status]
-    granted = role_list(request.granted_role_names or [])
+    granted = shown_roles(request.granted_role_names or [])
     decided_by = mention(request.decided_by_slack_id) if request.decided_by_slack_id else "someone"
     decided_at = slack_date(request.decided_at) if request.decided_at else ""
     match status:
@@ -79,26 +82,33 @@ def request_root(
     now: datetime,
     approver_ids: Sequence[str],
     grantable_roles: Sequence[Role],
+    duration_choices: Sequence[timedelta | None] = (),
 ) -> list[Block]:
-    """The thread root: who, what, why, and while pending the role picker and Approve / Deny."""
+    """The thread root: who, what, for how long, why; while pending the role and duration pickers and
+    Approve / Deny; while access is held, Revoke access."""
     age = format_duration(now - request.created_at)
+    extends = f" (extends {number(request.extends_request_id)})" if request.extends_request_id else ""
     blocks: list[Block] = [
-        HeaderBlock(text=f"Access request {number(request.id)}"),
+        HeaderBlock(text=f"Access request {number(request.id)}{extends}"),
         SectionBlock(
             fields=[
-                MarkdownTextObject(text=f"*Requester*\n{mention(request.requester_slack_id)}"),
+                MarkdownTextObject(
+                    text=f"*Requester*\n{mention(request.requester_slack_id)}"
+                    + (f" ({escape(request.requester_standing)})" if request.requester_standing else "")
+                ),
                 MarkdownTextObject(text=f"*Invite goes to*\n{escape(request.requester_email)}"),
                 MarkdownTextObject(text=f"*Account*\n{escape(request.account_name)}"),
-                MarkdownTextObject(text=f"*Requested roles*\n{escape(role_list(request.requested_role_names))}"),
+                MarkdownTextObject(text=f"*Requested roles*\n{shown_roles(request.requested_role_names)}"),
                 MarkdownTextObject(text=f"*Filed*\n{slack_date(request.created_at)} ({age} ago)"),
                 MarkdownTextObject(text=f"*Status*\n{STATUS_LABEL[RequestStatus(request.status)]}"),
+                MarkdownTextObject(text=f"*Access for*\n{term_text(request)}"),
             ]
         ),
         SectionBlock(text=MarkdownTextObject(text=f"*Reason*\n{escape(truncate(request.reason, 2900))}")),
     ]
     status = RequestStatus(request.status)
     if status == RequestStatus.PENDING:
-        blocks.extend(decision_blocks(request, grantable_roles))
+        blocks.extend(decision_blocks(request, grantable_roles, duration_choices))
         if approver_ids:
             blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"Approvers: {mentions(approver_ids)}")]))
     else:
@@ -114,10 +124,49 @@ def request_root(
                 ],
             )
         )
+    if status in (RequestStatus.INVITED, RequestStatus.ACCEPTED) and not request.extends_request_id:
+        blocks.append(
+            ActionsBlock(
+                block_id=with_suffix(BlockId.DECISION, request.id),
+                elements=[
+                    ButtonElement(
+                        text="Revoke access", action_id=Action.REVOKE_ACCESS, value=str(request.id), style="danger"
+                    )
+                ],
+            )
+        )
     return blocks
 
 
-def decision_blocks(request: AccessRequest, grantable_roles: Sequence[Role]) -> list[Block]:
+def duration_label(duration: timedelta | None) -> str:
+    return format_duration(duration) if duration is not None else "permanent"
+
+
+def duration_value(duration: timedelta | None) -> str:
+    """An option value: seconds, or `permanent`."""
+    return str(int(duration.total_seconds())) if duration is not None else "permanent"
+
+
+def term_text(request: AccessRequest) -> str:
+    """How long the grant lasts: until when once approved, else what was asked."""
+    if request.access_ends_at is not None:
+        return f"until {slack_date(request.access_ends_at)}"
+    approved = request.granted_role_ids is not None
+    seconds = request.granted_duration_s if approved else request.requested_duration_s
+    return duration_label(timedelta(seconds=seconds) if seconds is not None else None)
+
+
+def duration_select(
+    action_id: str, choices: Sequence[timedelta | None], preset: timedelta | None
+) -> StaticSelectElement:
+    options = [Option(value=duration_value(d), label=duration_label(d)) for d in choices[:100]]
+    initial = next((o for o in options if o.value == duration_value(preset)), None)
+    return StaticSelectElement(action_id=action_id, placeholder="How long", options=options, initial_option=initial)
+
+
+def decision_blocks(
+    request: AccessRequest, grantable_roles: Sequence[Role], duration_choices: Sequence[timedelta | None] = ()
+) -> list[Block]:
     options = [role_option(role) for role in grantable_roles[:100]]
     by_id = {option.value: option for option in options}
     initial = [by_id[role_id] for role_id in request.requested_role_ids if role_id in by_id]
@@ -132,6 +181,23 @@ def decision_blocks(request: AccessRequest, grantable_roles: Sequence[Role]) -> 
             block_id=with_suffix(BlockId.GRANT, request.id),
             text=MarkdownTextObject(text="*Roles to grant* (preset to the request; change before approving)"),
             accessory=picker,
+        ),
+        *(
+            [
+                SectionBlock(
+                    block_id=with_suffix(BlockId.DURATION, request.id),
+                    text=MarkdownTextObject(text="*Access for* (preset to the request; shorten before approving)"),
+                    accessory=duration_select(
+                        Action.GRANT_DURATION,
+                        duration_choices,
+                        timedelta(seconds=request.requested_duration_s)
+                        if request.requested_duration_s is not None
+                        else None,
+                    ),
+                )
+            ]
+            if duration_choices
+            else []
         ),
         ActionsBlock(
             block_id=with_suffix(BlockId.DECISION, request.id),
@@ -153,6 +219,20 @@ def resend_offer(request: AccessRequest) -> list[Block]:
         ),
         ActionsBlock(
             elements=[ButtonElement(text="Resend invite", action_id=Action.RESEND_INVITE, value=str(request.id))]
+        ),
+    ]
+
+
+def end_warning_blocks(request: AccessRequest, text: str) -> list[Block]:
+    return [
+        SectionBlock(text=MarkdownTextObject(text=truncate(text, 2990))),
+        ActionsBlock(
+            block_id=with_suffix(BlockId.DECISION, request.id),
+            elements=[
+                ButtonElement(
+                    text="Request extension", action_id=Action.REQUEST_EXTENSION, value=str(request.id), style="primary"
+                )
+            ],
         ),
     ]
 

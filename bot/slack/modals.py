@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import timedelta
 
 from slack_sdk.models.blocks import (
     Block,
@@ -22,7 +23,7 @@ from bot.cloudflare.models import Account, Role
 from bot.slack.formatting import escape, mention, number, truncate
 from bot.slack.ids import Action, Callback, with_suffix
 from bot.slack.ids import Block as BlockId
-from bot.slack.messages import role_option
+from bot.slack.messages import duration_select, role_option
 
 REASON_MAX = 500
 
@@ -44,8 +45,10 @@ def request_modal(
     roles: Sequence[Role],
     email: str | None,
     metadata: dict[str, str],
+    duration_choices: Sequence[timedelta | None] = (),
+    default_duration: timedelta | None = None,
 ) -> View:
-    """Account, role(s) for that account, reason, and the e-mail the invite will go to."""
+    """Account, role(s) for that account, how long, reason, and the e-mail the invite will go to."""
     account_options = [Option(value=account.id, label=truncate(account.name, 75)) for account in accounts[:100]]
     initial_account = next((o for o in account_options if selected_account and o.value == selected_account.id), None)
     blocks: list[Block] = [
@@ -80,6 +83,15 @@ def request_modal(
         )
     else:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text="Choose an account to see its roles.")]))
+    if duration_choices:
+        blocks.append(
+            InputBlock(
+                block_id=BlockId.DURATION,
+                label="Access for",
+                hint="The access is removed when this time has passed; you are warned before, and can ask for more.",
+                element=duration_select(Action.MODAL_DURATION, duration_choices, default_duration),
+            )
+        )
     blocks.append(
         InputBlock(
             block_id=BlockId.REASON,
@@ -125,6 +137,66 @@ def deny_modal(request_id: int, account_name: str, requester_slack_id: str, meta
                 label="Reason (optional)",
                 optional=True,
                 element=PlainTextInputElement(action_id=Action.DENY_REASON, multiline=True, max_length=REASON_MAX),
+            ),
+        ],
+    )
+
+
+def revoke_modal(request_id: int, account_name: str, requester_slack_id: str, metadata: dict[str, str]) -> View:
+    return View(
+        type="modal",
+        callback_id=Callback.REVOKE_MODAL,
+        title=truncate(f"Revoke {number(request_id)}", 24),
+        submit="Revoke",
+        close="Back",
+        private_metadata=json.dumps({**metadata, "request_id": str(request_id)}),
+        blocks=[
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=f"Remove the access {mention(requester_slack_id)} got through {number(request_id)} on "
+                    f"*{escape(account_name)}* now? The bot removes what it added in Cloudflare; the holder and "
+                    "the thread are told, with your reason if you give one."
+                )
+            ),
+            InputBlock(
+                block_id=BlockId.REVOKE_REASON,
+                label="Reason (optional)",
+                optional=True,
+                element=PlainTextInputElement(action_id=Action.REVOKE_REASON, multiline=True, max_length=REASON_MAX),
+            ),
+        ],
+    )
+
+
+def extension_modal(
+    request_id: int, account_name: str, ends: str, choices: Sequence[timedelta | None], preset: timedelta | None
+) -> View:
+    return View(
+        type="modal",
+        callback_id=Callback.EXTENSION_MODAL,
+        title="Request extension",
+        submit="Request",
+        close="Cancel",
+        private_metadata=json.dumps({"request_id": str(request_id)}),
+        blocks=[
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=f"Your access to *{escape(account_name)}* ({number(request_id)}) ends {ends}. "
+                    "An extension is decided by the account's approvers, like any request."
+                )
+            ),
+            InputBlock(
+                block_id=BlockId.DURATION,
+                label="Extend by",
+                element=duration_select(Action.MODAL_DURATION, choices, preset),
+            ),
+            InputBlock(
+                block_id=BlockId.REASON,
+                label="Reason",
+                hint=f"Why you still need it (up to {REASON_MAX} characters). Approvers see it.",
+                element=PlainTextInputElement(
+                    action_id=Action.MODAL_REASON, multiline=True, min_length=1, max_length=REASON_MAX
+                ),
             ),
         ],
     )

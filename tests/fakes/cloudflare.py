@@ -134,6 +134,24 @@ class FakeCloudflare(FakeServer):
             member["status"] = "accepted"
             member["user"].update(id=_hex(), first_name="New", last_name="Member")
 
+    def set_member_roles(self, account_id: str, member_id: str, role_ids: list[str]) -> None:
+        """What a Super Admin does in the dashboard: roles and the generated policy change together."""
+        with self.lock:
+            member = self.accounts[account_id]["members"][member_id]
+            fresh = self._new_member(account_id, member["email"], role_ids)
+            del self.accounts[account_id]["members"][fresh["id"]]
+            member["roles"], member["policies"] = fresh["roles"], fresh["policies"]
+
+    def set_two_factor(self, account_id: str, member_id: str, enabled: bool = True) -> None:
+        """The member's user turned 2FA on (or off) in their Cloudflare profile."""
+        with self.lock:
+            self.accounts[account_id]["members"][member_id]["user"]["two_factor_authentication_enabled"] = enabled
+
+    def enforce_two_factor(self, account_id: str, enforced: bool = True) -> None:
+        """The account's `settings.enforce_twofactor`, as a Super Admin sets it in the dashboard."""
+        with self.lock:
+            self.accounts[account_id]["account"]["settings"]["enforce_twofactor"] = enforced
+
     def add_raw_member(self, account_id: str, item: dict[str, Any]) -> None:
         """A listing item exactly as given: one the bot cannot read (no id) or an odd shape."""
         with self.lock:

@@ -1,0 +1,337 @@
+"""The life of a grant after the invite: end warnings, the end itself, revocation and offboarding.
+
+Every removal goes through one path: the request is marked for removal (`removal_due_at`, with
+the state it will end in and why), and a worker claims it by a conditional update that also sets
+an in-flight lease, so it runs once across replicas and restarts. The bot removes exactly what it
+added: the member its own POST created (`DELETE .../members/{id}`, pending or accepted); a
+membership it did not create is left alone and the approvers are told. A refusal by Cloudflare is
+retried with backoff and reported once in the thread: a grant is never forgotten. A crash between
+the DELETE and the state change is harmless: the retry's DELETE answers 404, which counts as done.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from bot.access.audit import AuditEventType
+from bot.access.services import Services
+from bot.access.state_change import change_state
+from bot.cloudflare.errors import CloudflareError, CloudflareNotFound, CloudflareRateLimited
+from bot.core.durations import format_duration
+from bot.slack.formatting import escape, mention, mentions, number, shown_roles, slack_date
+from bot.slack.gateway import SlackError
+from bot.slack.messages import end_warning_blocks
+from storage.models import AccessRequest
+from storage.repository import claim, claim_due, get_request, grants_of
+from storage.states import RequestStatus
+
+log = logging.getLogger(__name__)
+GRANT_STATES = (RequestStatus.INVITED, RequestStatus.ACCEPTED)
+_MAX_REMOVAL_BACKOFF = timedelta(hours=1)
+
+
+class RemovalKind(StrEnum):
+    """Why a grant goes (stored in `removal_target`): each ends in a state and writes an audit event."""
+
+    ENDED = "ended"
+    REVOKED = "revoked"
+    OFFBOARDED = "offboarded"
+
+    @property
+    def state(self) -> RequestStatus:
+        return RequestStatus.ENDED if self is RemovalKind.ENDED else RequestStatus.REVOKED
+
+    @property
+    def event(self) -> AuditEventType:
+        return {
+            RemovalKind.ENDED: AuditEventType.ACCESS_ENDED,
+            RemovalKind.REVOKED: AuditEventType.ACCESS_REVOKED,
+            RemovalKind.OFFBOARDED: AuditEventType.OFFBOARDED,
+        }[self]
+
+
+@dataclass(frozen=True)
+class Removal:
+    kind: RemovalKind
+    actor_slack_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    message: str
+
+
+class Grants:
+    def __init__(self, services: Services, *, batch: int = 100) -> None:
+        self.services = services
+        self.batch = batch
+
+    # --- warnings -------------------------------------------------------------------------------
+
+    def warn_due(self) -> int:
+        """DM each holder whose grant ends within ACCESS_END_WARNING, once, with Request extension."""
+        services = self.services
+        now = services.clock.now()
+        with services.db.session() as session:
+            claimed = claim_due(
+                session, GRANT_STATES, AccessRequest.end_warning_due_at, now, limit=self.batch, next_due=None
+            )
+            for request in claimed:
+                services.audit.record(
+                    session,
+                    AuditEventType.END_WARNING_SENT,
+                    request_id=request.id,
+                    access_ends_at=request.access_ends_at.isoformat() if request.access_ends_at else None,
+                )
+        for request in claimed:
+            self._warn(request, now)
+        return len(claimed)
+
+    def _warn(self, request: AccessRequest, now: datetime) -> None:
+        ends = request.access_ends_at or now
+        text = (
+            f":hourglass: Your access to *{escape(request.account_name)}* "
+            f"({shown_roles(request.granted_role_names or [])}, request {number(request.id)}) ends "
+            f"{slack_date(ends)}, in {format_duration(ends - now)}. If you still need it, request an extension."
+        )
+        self.services.notifier.tell(request.requester_slack_id, text, end_warning_blocks(request, text))
+
+    # --- removal ------------------------------------------------------------------------------------
+
+    def mark_for_removal(self, request_id: int, removal: Removal) -> bool:
+        """Schedule the removal now (revoke, offboarding); False when the request holds no grant."""
+        services = self.services
+        now = services.clock.now()
+        with services.db.session() as session:
+            return claim(
+                session,
+                request_id,
+                AccessRequest.status.in_([status.value for status in GRANT_STATES]),
+                # An earlier revoke wins over a later one; a scheduled end may become a revoke.
+                (AccessRequest.removal_target.is_(None)) | (AccessRequest.removal_target == RemovalKind.ENDED.value),
+                removal_due_at=now,
+                removal_target=removal.kind.value,
+                removal_reason=removal.reason,
+                removal_actor_slack_id=removal.actor_slack_id,
+                end_warning_due_at=None,
+            )
+
+    def remove_due(self) -> int:
+        """Run every removal that is due (ends reached, revocations, retries after a refusal)."""
+        services = self.services
+        now = services.clock.now()
+        with services.db.session() as session:
+            # The claim doubles as an in-flight lease: a crashed worker's removal is taken over after it.
+            claimed = claim_due(
+                session,
+                GRANT_STATES,
+                AccessRequest.removal_due_at,
+                now,
+                limit=self.batch,
+                next_due=now + services.settings.invite_lease,
+            )
+        for request in claimed:
+            self._remove(request, now)
+        return len(claimed)
+
+    def remove_now(self, request_id: int) -> Outcome:
+        """Run one request's removal at once (a revoke click or the CLI), claimed like the sweep's."""
+        services = self.services
+        now = services.clock.now()
+        with services.db.session() as session:
+            request = get_request(session, request_id)
+            if request is None or request.removal_due_at is None:
+                return Outcome(False, f"Request {number(request_id)} has no removal waiting.")
+            if not claim(
+                session,
+                request_id,
+                AccessRequest.removal_due_at == request.removal_due_at,
+                AccessRequest.status.in_([status.value for status in GRANT_STATES]),
+                removal_due_at=now + services.settings.invite_lease,
+            ):
+                return Outcome(False, f"The removal of {number(request_id)} is already under way.")
+        return self._remove(request, now)
+
+    def _remove(self, request: AccessRequest, now: datetime) -> Outcome:
+        services = self.services
+        removal = Removal(
+            RemovalKind(request.removal_target or RemovalKind.ENDED.value),
+            request.removal_actor_slack_id,
+            request.removal_reason,
+        )
+        removed_member = False
+        if request.member_created_by_bot and request.cloudflare_member_id:
+            try:
+                services.cloudflare.delete_member(request.account_id, request.cloudflare_member_id)
+                removed_member = True
+            except CloudflareNotFound:
+                removed_member = True  # already gone: a crash after the DELETE, or removed in the dashboard
+            except CloudflareRateLimited as error:
+                # The shared pause (or a 429): not a refusal; try again when calls may go out.
+                wait = timedelta(seconds=max(error.retry_after or 60.0, 1.0))
+                with services.db.session() as session:
+                    claim(session, request.id, removal_due_at=now + wait)
+                return Outcome(
+                    False, f"Cloudflare asked the bot to slow down; the removal runs in {format_duration(wait)}."
+                )
+            except CloudflareError as error:
+                return self._removal_refused(request, now, error)
+            services.directory.forget_member(request.account_id, request.requester_email)
+        if not change_state(
+            services.db,
+            services.audit,
+            services.clock,
+            request.id,
+            removal.kind.state,
+            removal.kind.event,
+            only_from=set(GRANT_STATES),
+            actor_slack_id=removal.actor_slack_id,
+            details={
+                "cloudflare_member_id": request.cloudflare_member_id,
+                "member_removed": removed_member,
+                "reason": removal.reason,
+                "attempts": request.removal_attempts + 1,
+            },
+            removal_due_at=None,
+            end_warning_due_at=None,
+            holder_check_due_at=None,
+            invite_check_due_at=None,
+            invite_reminder_due_at=None,
+            closed_at=now,
+            decision_note=removal.reason,
+        ):
+            return Outcome(False, f"Request {number(request.id)} was already closed.")
+        self._announce(request, removal, removed_member)
+        return Outcome(True, f"Access granted by {number(request.id)} was removed.")
+
+    def _removal_refused(self, request: AccessRequest, now: datetime, error: CloudflareError) -> Outcome:
+        services = self.services
+        attempts = request.removal_attempts + 1
+        delay = min(timedelta(minutes=2 ** min(attempts, 10)), _MAX_REMOVAL_BACKOFF)
+        with services.db.session() as session:
+            claim(session, request.id, removal_due_at=now + delay, removal_attempts=attempts)
+        log.warning("removing the access of #%s failed (attempt %s): %s", request.id, attempts, error)
+        if attempts == 1:  # the approvers hear once; the retries go on until Cloudflare agrees
+            approvers = sorted(services.directory.approver_ids(request.account_id))
+            services.notifier.reply(
+                request.id,
+                f":warning: {mentions(approvers)}: Cloudflare refused to remove the access of {number(request.id)} "
+                f"({escape(str(error))}). The bot tries again (next in {format_duration(delay)}) until it is removed.",
+            )
+        return Outcome(False, f"Cloudflare refused the removal ({escape(str(error))}); it will be retried.")
+
+    def _announce(self, request: AccessRequest, removal: Removal, removed_member: bool) -> None:
+        services = self.services
+        account = escape(request.account_name)
+        what = (
+            "the membership the bot created was removed from Cloudflare"
+            if removed_member
+            else "the membership existed before the bot's grant, so the bot left it in place "
+            "(remove it in the Cloudflare dashboard if it should go)"
+        )
+        if removal.kind is RemovalKind.ENDED:
+            thread = f":checkered_flag: The access granted by {number(request.id)} reached its end: {what}."
+            dm = f":checkered_flag: Your access to *{account}* (request {number(request.id)}) has ended."
+        elif removal.kind is RemovalKind.OFFBOARDED:
+            thread = f":wave: {mention(request.requester_slack_id)} was deactivated in Slack: {what}."
+            dm = f":wave: Your access to *{account}* (request {number(request.id)}) was removed: your Slack account was deactivated."
+        else:
+            by = mention(removal.actor_slack_id) if removal.actor_slack_id else "an operator"
+            because = f" Reason: {escape(removal.reason)}" if removal.reason else ""
+            thread = f":no_entry_sign: Access revoked by {by}: {what}.{because}"
+            dm = f":no_entry_sign: Your access to *{account}* (request {number(request.id)}) was revoked by {by}.{because}"
+        services.notifier.reply(request.id, thread)
+        services.notifier.refresh_roots(request.id)
+        if removal.kind is not RemovalKind.OFFBOARDED:
+            services.notifier.tell(request.requester_slack_id, dm)
+
+    # --- revocation ------------------------------------------------------------------------------------
+
+    def revoke(self, request_id: int, actor_slack_id: str | None, reason: str | None) -> Outcome:
+        """Remove a grant early. An approver is confirmed like for Approve; None is an operator (the CLI)."""
+        services = self.services
+        with services.db.session() as session:
+            request = get_request(session, request_id)
+        if request is None:
+            return Outcome(False, f"Request {number(request_id)} does not exist.")
+        if request.status not in {status.value for status in GRANT_STATES}:
+            return Outcome(False, f"Request {number(request_id)} is {request.status}; it holds no access to revoke.")
+        if actor_slack_id is not None:
+            refused = services.decisions.refusal(request, actor_slack_id, "revoke the access of")
+            if refused:
+                return Outcome(False, refused)
+        reason = (reason or "").strip() or None
+        if not self.mark_for_removal(request_id, Removal(RemovalKind.REVOKED, actor_slack_id, reason)):
+            return Outcome(False, f"The access of {number(request_id)} is already being removed.")
+        return self.remove_now(request_id)
+
+    # --- offboarding ---------------------------------------------------------------------------------
+
+    def offboard(self, slack_id: str, why: str) -> int:
+        """Revoke every grant the bot made to `slack_id` and cancel their open requests."""
+        services = self.services
+        if not services.settings.offboard_deactivated:
+            return 0
+        now = services.clock.now()
+        with services.db.session() as session:
+            held = list(grants_of(session, slack_id))
+        count = 0
+        reason = f"Offboarded: {why}."
+        for request in held:
+            if request.status in {status.value for status in GRANT_STATES}:
+                if self.mark_for_removal(request.id, Removal(RemovalKind.OFFBOARDED, None, reason)):
+                    self.remove_now(request.id)
+                    count += 1
+            elif request.status == RequestStatus.PENDING.value and change_state(
+                services.db,
+                services.audit,
+                services.clock,
+                request.id,
+                RequestStatus.CANCELLED,
+                AuditEventType.OFFBOARDED,
+                only_from={RequestStatus.PENDING},
+                details={"reason": reason},
+                closed_at=now,
+                decision_note=f"Cancelled: {why}",
+                approval_reminder_due_at=None,
+                expires_at=None,
+            ):
+                services.notifier.reply(
+                    request.id,
+                    f":wave: {mention(slack_id)} was deactivated in Slack; request {number(request.id)} is cancelled.",
+                )
+                services.notifier.refresh_roots(request.id)
+                count += 1
+        return count
+
+    def recheck_holders(self) -> int:
+        """Ask Slack about each holder of bot-granted access once per OFFBOARDING_CHECK_INTERVAL."""
+        services = self.services
+        if not services.settings.offboard_deactivated:
+            return 0
+        now = services.clock.now()
+        next_check = now + services.settings.offboarding_check_interval
+        holders: dict[str, list[AccessRequest]] = defaultdict(list)
+        with services.db.session() as session:
+            for request in claim_due(
+                session, GRANT_STATES, AccessRequest.holder_check_due_at, now, limit=self.batch, next_due=next_check
+            ):
+                holders[request.requester_slack_id].append(request)
+        for slack_id in sorted(holders):
+            try:
+                profile = services.slack.profile(slack_id)
+            except SlackError as error:
+                if error.code not in ("user_not_found", "users_not_found"):
+                    log.warning("could not check %s in Slack: %s; next interval", slack_id, error.code)
+                    continue
+                self.offboard(slack_id, "their Slack account no longer exists")
+                continue
+            if profile.deleted:
+                self.offboard(slack_id, "their Slack account was deactivated")
+        return len(holders)

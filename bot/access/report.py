@@ -1,0 +1,304 @@
+"""The access review (SPEC §13): every member of every requestable account, which of the bot's
+requests granted each piece of their access, how they stand in Slack, whether they have 2FA, and
+the findings a Super Administrator acts on.
+
+Cost per account: one walk of the member list (pages of 50: a 5,000-member account is 100 GETs)
+and its role list (cached by the directory); per run, one read of the requests table and one Slack
+look-up per distinct e-mail (`bot.slack.people`). Cloudflare keeps no invite date, so a pending
+invite is stale only when the bot sent it and knows its age; one made elsewhere is listed as
+"pending (age unknown)" and never counted as stale.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot.access.directory import account_wide_key, holds_super_admin
+from bot.access.services import Services
+from bot.cloudflare.models import Account, Member, Policy
+from bot.core.durations import format_duration
+from bot.slack.people import DEACTIVATED, NOT_FOUND, SlackPeople, SlackPerson
+from storage.repository import iter_requests
+from storage.states import RequestStatus
+
+OUTSIDE = "outside"
+# Requests whose member is the bot's own grant (sent, or accepted).
+GRANTING = frozenset({RequestStatus.INVITED.value, RequestStatus.ACCEPTED.value})
+# Accounts this large get progress lines; Slack progress every so many look-ups.
+PROGRESS_FROM = 200
+PROGRESS_EVERY = 250
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One of the bot's requests that created a member (its own POST, answered or adopted)."""
+
+    request_id: int
+    member_id: str
+    piece_ids: frozenset[str]
+    invited_at: datetime | None
+    access_ends_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    account_id: str
+    account: str
+    member_id: str
+    email: str
+    status: str
+    access: tuple[str, ...]
+    #: "#N" for each request that granted a piece of the access, and "outside" for any piece none did.
+    granted_by: tuple[str, ...]
+    access_ends_at: datetime | None
+    slack_status: str
+    #: None while the invite is pending: the user may not exist yet.
+    two_factor: bool | None
+    super_admin: bool = False
+    #: When the bot sent the invite (pending invites of its own only).
+    invited_at: datetime | None = None
+
+    @property
+    def outside_only(self) -> bool:
+        return self.granted_by == (OUTSIDE,)
+
+
+@dataclass(frozen=True)
+class Finding:
+    key: str
+    title: str
+    entries: tuple[str, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.entries)
+
+
+@dataclass(frozen=True)
+class AccountReview:
+    account_id: str
+    account_name: str
+    rows: tuple[ReportRow, ...]
+    findings: tuple[Finding, ...]
+    super_admins: tuple[str, ...]
+    enforces_two_factor: bool
+    #: Slack ids of who approves for this account as the review saw it (they see its counts on Home).
+    approvers: tuple[str, ...] = ()
+
+    @property
+    def member_count(self) -> int:
+        return len(self.rows)
+
+
+# --- pure parts: rows and findings ------------------------------------------------------------
+
+
+def _scope(policy: Policy, account_id: str) -> str:
+    account_wide = account_wide_key(account_id)
+    scopes: list[str] = []
+    for group in policy.resource_groups:
+        keys = group.scope_keys()
+        if group.name == account_wide or account_wide in keys:
+            scopes.append("account")
+        else:
+            zones = sorted(key.rsplit(".", 1)[-1] for key in keys if ".zone." in key)
+            scopes.append(group.name or ("zones " + ", ".join(zones) if zones else group.id))
+    return ", ".join(scopes) or "no scope"
+
+
+def access_pieces(member: Member, account_id: str) -> list[tuple[str, str]]:
+    """(id, shown text) of each piece of access: roles when the member has any, else policies."""
+    if member.roles:
+        return [(role.id, role.name or role.id) for role in member.roles]
+    pieces = []
+    for policy in member.policies:
+        deny = "deny " if policy.access == "deny" else ""
+        for group in policy.permission_groups:
+            shown = group.name or group.label or group.id
+            pieces.append((group.id, f"{deny}{shown} on {_scope(policy, account_id)}"))
+    return pieces
+
+
+def build_row(
+    account: Account,
+    member: Member,
+    grants: Sequence[Grant],
+    person: SlackPerson,
+    super_admin_role_ids: frozenset[str],
+) -> ReportRow:
+    pieces = access_pieces(member, account.id)
+    granted_ids = frozenset().union(*(grant.piece_ids for grant in grants)) if grants else frozenset()
+    granted_by = [f"#{grant.request_id}" for grant in sorted(grants, key=lambda grant: grant.request_id)]
+    if not grants or any(piece_id not in granted_ids for piece_id, _ in pieces):
+        granted_by.append(OUTSIDE)
+    ends = [grant.access_ends_at for grant in grants if grant.access_ends_at is not None]
+    invited = [grant.invited_at for grant in grants if grant.invited_at is not None]
+    return ReportRow(
+        account_id=account.id,
+        account=account.label,
+        member_id=member.id,
+        email=member.contact_email,
+        status=member.status,
+        access=tuple(text for _, text in pieces),
+        granted_by=tuple(granted_by),
+        access_ends_at=min(ends) if ends else None,
+        slack_status=person.status,
+        two_factor=member.user.two_factor_authentication_enabled if member.accepted else None,
+        super_admin=member.accepted and holds_super_admin(member, account.id, super_admin_role_ids),
+        invited_at=max(invited) if invited and member.status == "pending" else None,
+    )
+
+
+def _shown(row: ReportRow) -> str:
+    return row.email or f"(no e-mail, member {row.member_id})"
+
+
+def findings_for(rows: Sequence[ReportRow], *, now: datetime, stale_after: timedelta) -> tuple[Finding, ...]:
+    """The findings, always all of them and in this order (an empty one says "none")."""
+    pending = [row for row in rows if row.status == "pending"]
+    stale = [row for row in pending if row.invited_at is not None and now - row.invited_at > stale_after]
+    return (
+        Finding("outside", "added outside the bot", tuple(_shown(row) for row in rows if row.outside_only)),
+        Finding(
+            "deactivated",
+            "deactivated in Slack",
+            tuple(_shown(row) for row in rows if row.slack_status == DEACTIVATED),
+        ),
+        Finding(
+            "stale_invites",
+            f"pending for over {format_duration(stale_after)}",
+            tuple(
+                f"{_shown(row)} (pending {format_duration(now - row.invited_at)}, {', '.join(row.granted_by)})"
+                for row in stale
+                if row.invited_at is not None
+            ),
+        ),
+        Finding(
+            "unknown_age_invites",
+            "pending, invited outside the bot (age unknown)",
+            tuple(_shown(row) for row in pending if row.invited_at is None),
+        ),
+        Finding("no_two_factor", "without 2FA", tuple(_shown(row) for row in rows if row.two_factor is False)),
+        Finding(
+            "not_in_slack",
+            "not found in Slack",
+            tuple(_shown(row) for row in rows if row.slack_status == NOT_FOUND),
+        ),
+    )
+
+
+def review_account(
+    account: Account,
+    members: Sequence[Member],
+    grants: Iterable[Grant],
+    people: Mapping[str, SlackPerson],
+    *,
+    super_admin_role_ids: frozenset[str],
+    now: datetime,
+    stale_after: timedelta,
+    fallback_approvers: Sequence[str] = (),
+) -> AccountReview:
+    by_member: dict[str, list[Grant]] = defaultdict(list)
+    for grant in grants:
+        by_member[grant.member_id].append(grant)
+    rows = sorted(
+        (
+            build_row(
+                account,
+                member,
+                by_member.get(member.id, []),
+                people.get(member.contact_email, SlackPerson(NOT_FOUND)),
+                super_admin_role_ids,
+            )
+            for member in members
+        ),
+        key=lambda row: (row.email == "", row.email, row.member_id),
+    )
+    super_admins = tuple(row.email for row in rows if row.super_admin)
+    approvers = tuple(
+        sorted(
+            {
+                person.user_id
+                for email in super_admins
+                if (person := people.get(email)) is not None and person.user_id and person.status != DEACTIVATED
+            }
+        )
+    )
+    return AccountReview(
+        account_id=account.id,
+        account_name=account.label,
+        rows=tuple(rows),
+        findings=findings_for(rows, now=now, stale_after=stale_after),
+        super_admins=super_admins,
+        enforces_two_factor=account.settings.enforce_twofactor,
+        approvers=approvers or tuple(fallback_approvers),
+    )
+
+
+# --- the collector: Cloudflare, the database and Slack, once each -------------------------------
+
+
+class AccessReport:
+    """One review run: reads the requests table once, then each account when asked."""
+
+    def __init__(self, services: Services, *, progress: Callable[[str], None] | None = None) -> None:
+        self._services = services
+        self._progress = progress or (lambda _line: None)
+        self.people = SlackPeople(services.slack)
+        self._grants_by_account: dict[str, list[Grant]] | None = None
+
+    def accounts(self) -> list[Account]:
+        return self._services.directory.accounts()
+
+    def review(self, account: Account) -> AccountReview:
+        """Raises CloudflareError when the account's members cannot be read."""
+        services = self._services
+        grants = self._grants(account.id)
+        members = services.cloudflare.list_members(account.id)
+        super_admin_role_ids = services.directory.super_admin_role_ids(account.id)
+        large = len(members) >= PROGRESS_FROM
+        emails = sorted({member.contact_email for member in members if member.contact_email})
+        if large:
+            self._progress(f"{account.label}: {len(members)} members read; looking up {len(emails)} e-mails in Slack")
+        people: dict[str, SlackPerson] = {}
+        for done, email in enumerate(emails, start=1):
+            people[email] = self.people.find(email)
+            if large and done % PROGRESS_EVERY == 0:
+                self._progress(f"{account.label}: {done}/{len(emails)} looked up in Slack")
+        return review_account(
+            account,
+            members,
+            grants,
+            people,
+            super_admin_role_ids=super_admin_role_ids,
+            now=services.clock.now(),
+            stale_after=services.settings.invite_expires_after,
+            fallback_approvers=services.settings.fallback_approvers,
+        )
+
+    def _grants(self, account_id: str) -> list[Grant]:
+        if self._grants_by_account is None:
+            self._grants_by_account = self._load_requests()
+        return self._grants_by_account.get(account_id, [])
+
+    def _load_requests(self) -> dict[str, list[Grant]]:
+        """Every request once: the grants, and the Slack id each e-mail asked with (deactivated people
+        are not found by e-mail, but are by id)."""
+        grants: dict[str, list[Grant]] = defaultdict(list)
+        with self._services.db.session() as session:
+            for request in iter_requests(session):
+                self.people.know(request.requester_email, request.requester_slack_id)
+                if request.status in GRANTING and request.member_created_by_bot and request.cloudflare_member_id:
+                    grants[request.account_id].append(
+                        Grant(
+                            request_id=request.id,
+                            member_id=request.cloudflare_member_id,
+                            piece_ids=frozenset(request.granted_role_ids or request.requested_role_ids or []),
+                            invited_at=request.invited_at,
+                            access_ends_at=request.access_ends_at,
+                        )
+                    )
+        return grants
