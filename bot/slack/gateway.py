@@ -25,6 +25,8 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
+from bot.slack.transport import PooledWebClient, SlackHttp
+
 __all__ = ["Block", "PostedMessage", "SlackError", "SlackGateway", "SlackProfile", "View", "make_web_client"]
 
 log = logging.getLogger(__name__)
@@ -92,7 +94,9 @@ def _repeatable(request: HttpRequest) -> bool:
     return not request.url.rstrip("/").endswith(_NOT_REPEATABLE)
 
 
-class _RepeatableServerErrorRetryHandler(ServerErrorRetryHandler):
+class _OnlyRepeatable:
+    """Mixed into slack_sdk's retry handlers: a call that may have taken effect is not sent again."""
+
     def _can_retry(
         self,
         *,
@@ -101,27 +105,21 @@ class _RepeatableServerErrorRetryHandler(ServerErrorRetryHandler):
         response: HttpResponse | None = None,
         error: Exception | None = None,
     ) -> bool:
-        return _repeatable(request) and bool(
-            super()._can_retry(state=state, request=request, response=response, error=error)
-        )
+        retry = super()._can_retry(state=state, request=request, response=response, error=error)  # type: ignore[misc]
+        return _repeatable(request) and bool(retry)
 
 
-class _RepeatableConnectionErrorRetryHandler(ConnectionErrorRetryHandler):
-    def _can_retry(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        return _repeatable(request) and bool(
-            super()._can_retry(state=state, request=request, response=response, error=error)
-        )
+class _RepeatableServerErrorRetryHandler(_OnlyRepeatable, ServerErrorRetryHandler):
+    pass
 
 
-def make_web_client(token: str, base_url: str, *, timeout: int = 10) -> WebClient:
-    client = WebClient(token=token, base_url=base_url, timeout=timeout)
+class _RepeatableConnectionErrorRetryHandler(_OnlyRepeatable, ConnectionErrorRetryHandler):
+    pass
+
+
+def make_web_client(token: str, base_url: str, *, timeout: int = 10, http: SlackHttp | None = None) -> PooledWebClient:
+    """The process's WebClient: calls share one keep-alive pool (`http`, made here when not given)."""
+    client = PooledWebClient(token=token, base_url=base_url, timeout=timeout, http=http or SlackHttp(timeout=timeout))
     # 429 means "not done": always safe to send again after Retry-After.
     client.retry_handlers = [
         RateLimitErrorRetryHandler(max_retry_count=3),
