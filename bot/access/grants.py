@@ -3,8 +3,9 @@
 Every removal goes through one path: the request is marked for removal (`removal_due_at`, with
 the state it will end in and why), and a worker claims it by a conditional update that also sets
 an in-flight lease, so it runs once across replicas and restarts. The bot removes exactly what it
-added: the member its own POST created (`DELETE .../members/{id}`, pending or accepted); a
-membership it did not create is left alone and the approvers are told. A refusal by Cloudflare is
+added: the member its own POST created (`DELETE .../members/{id}`, pending or accepted), or, for
+access it added to a membership that existed before, a `PUT` of the member's current access less
+exactly that (`access_added`); any other membership is left alone and the approvers are told. A refusal by Cloudflare is
 retried with backoff and reported once in the thread: a grant is never forgotten. A crash between
 the DELETE and the state change is harmless: the retry's DELETE answers 404, which counts as done.
 """
@@ -16,13 +17,17 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
+from bot.access.access_model import AccessModel, model_of
 from bot.access.audit import AuditEventType
+from bot.access.decisions import Result
+from bot.access.member_access import roles_would_lose, without_added
 from bot.access.services import Services
 from bot.access.state_change import change_state
 from bot.cloudflare.errors import CloudflareError, CloudflareNotFound, CloudflareRateLimited
 from bot.core.durations import format_duration
-from bot.slack.formatting import escape, mention, mentions, number, shown_roles, slack_date
+from bot.slack.formatting import escape, mention, mentions, number, scope_text, shown_roles, slack_date
 from bot.slack.gateway import SlackError
 from bot.slack.messages import end_warning_blocks
 from storage.models import AccessRequest
@@ -54,17 +59,15 @@ class RemovalKind(StrEnum):
         }[self]
 
 
+class RemovalBlocked(Exception):
+    """Removing the grant now would take more than the grant: retried, and the approvers are told."""
+
+
 @dataclass(frozen=True)
 class Removal:
     kind: RemovalKind
     actor_slack_id: str | None = None
     reason: str | None = None
-
-
-@dataclass(frozen=True)
-class Outcome:
-    ok: bool
-    message: str
 
 
 class Grants:
@@ -140,14 +143,14 @@ class Grants:
             self._remove(request, now)
         return len(claimed)
 
-    def remove_now(self, request_id: int) -> Outcome:
+    def remove_now(self, request_id: int) -> Result:
         """Run one request's removal at once (a revoke click or the CLI), claimed like the sweep's."""
         services = self.services
         now = services.clock.now()
         with services.db.session() as session:
             request = get_request(session, request_id)
             if request is None or request.removal_due_at is None:
-                return Outcome(False, f"Request {number(request_id)} has no removal waiting.")
+                return Result(False, f"Request {number(request_id)} has no removal waiting.")
             if not claim(
                 session,
                 request_id,
@@ -155,10 +158,10 @@ class Grants:
                 AccessRequest.status.in_([status.value for status in GRANT_STATES]),
                 removal_due_at=now + services.settings.invite_lease,
             ):
-                return Outcome(False, f"The removal of {number(request_id)} is already under way.")
+                return Result(False, f"The removal of {number(request_id)} is already under way.")
         return self._remove(request, now)
 
-    def _remove(self, request: AccessRequest, now: datetime) -> Outcome:
+    def _remove(self, request: AccessRequest, now: datetime) -> Result:
         services = self.services
         removal = Removal(
             RemovalKind(request.removal_target or RemovalKind.ENDED.value),
@@ -166,23 +169,32 @@ class Grants:
             request.removal_reason,
         )
         removed_member = False
-        if request.member_created_by_bot and request.cloudflare_member_id:
+        removed_access = False
+        added = request.access_added if request.member_added_to else None
+        if (request.member_created_by_bot or added) and request.cloudflare_member_id:
             try:
-                services.cloudflare.delete_member(request.account_id, request.cloudflare_member_id)
-                removed_member = True
+                if request.member_created_by_bot:
+                    services.cloudflare.delete_member(request.account_id, request.cloudflare_member_id)
+                    removed_member = True
+                else:
+                    assert added is not None
+                    removed_access = self._take_back(request, added)
             except CloudflareNotFound:
-                removed_member = True  # already gone: a crash after the DELETE, or removed in the dashboard
+                # Already gone: a crash after the DELETE, or removed in the dashboard.
+                removed_member = request.member_created_by_bot
+                removed_access = not request.member_created_by_bot
             except CloudflareRateLimited as error:
                 # The shared pause (or a 429): not a refusal; try again when calls may go out.
                 wait = timedelta(seconds=max(error.retry_after or 60.0, 1.0))
                 with services.db.session() as session:
                     claim(session, request.id, removal_due_at=now + wait)
-                return Outcome(
+                return Result(
                     False, f"Cloudflare asked the bot to slow down; the removal runs in {format_duration(wait)}."
                 )
-            except CloudflareError as error:
+            except (CloudflareError, RemovalBlocked) as error:
                 return self._removal_refused(request, now, error)
-            services.directory.forget_member(request.account_id, request.requester_email)
+            if removed_member:
+                services.directory.forget_member(request.account_id, request.requester_email)
         if not change_state(
             services.db,
             services.audit,
@@ -195,6 +207,7 @@ class Grants:
             details={
                 "cloudflare_member_id": request.cloudflare_member_id,
                 "member_removed": removed_member,
+                "access_removed": added if removed_access else None,
                 "reason": removal.reason,
                 "attempts": request.removal_attempts + 1,
             },
@@ -206,11 +219,31 @@ class Grants:
             closed_at=now,
             decision_note=removal.reason,
         ):
-            return Outcome(False, f"Request {number(request.id)} was already closed.")
-        self._announce(request, removal, removed_member)
-        return Outcome(True, f"Access granted by {number(request.id)} was removed.")
+            return Result(False, f"Request {number(request.id)} was already closed.")
+        self._announce(request, removal, removed_member, removed_access)
+        return Result(True, f"Access granted by {number(request.id)} was removed.")
 
-    def _removal_refused(self, request: AccessRequest, now: datetime, error: CloudflareError) -> Outcome:
+    def _take_back(self, request: AccessRequest, added: dict[str, Any]) -> bool:
+        """PUT the member's current access less exactly what the bot added (re-read first: someone
+        may have changed it since). Never deletes the membership, which the bot did not create."""
+        services = self.services
+        assert request.cloudflare_member_id is not None
+        member = services.cloudflare.get_member(request.account_id, request.cloudflare_member_id)
+        if model_of(added.get("model")) is AccessModel.ROLES and roles_would_lose(member, request.account_id):
+            raise RemovalBlocked(
+                "the member now also holds zone-scoped or deny policies, which an update by legacy roles would drop"
+            )
+        update = without_added(member, added)
+        if update is not None:  # None: they no longer hold any of it (removed in the dashboard)
+            updated = services.cloudflare.update_member(
+                request.account_id, member.id, role_ids=update.role_ids, policies=update.policies
+            )
+            services.directory.record_member(request.account_id, updated)
+        return True
+
+    def _removal_refused(
+        self, request: AccessRequest, now: datetime, error: CloudflareError | RemovalBlocked
+    ) -> Result:
         services = self.services
         attempts = request.removal_attempts + 1
         delay = min(timedelta(minutes=2 ** min(attempts, 10)), _MAX_REMOVAL_BACKOFF)
@@ -224,17 +257,23 @@ class Grants:
                 f":warning: {mentions(approvers)}: Cloudflare refused to remove the access of {number(request.id)} "
                 f"({escape(str(error))}). The bot tries again (next in {format_duration(delay)}) until it is removed.",
             )
-        return Outcome(False, f"Cloudflare refused the removal ({escape(str(error))}); it will be retried.")
+        return Result(False, f"Cloudflare refused the removal ({escape(str(error))}); it will be retried.")
 
-    def _announce(self, request: AccessRequest, removal: Removal, removed_member: bool) -> None:
+    def _announce(self, request: AccessRequest, removal: Removal, removed_member: bool, removed_access: bool) -> None:
         services = self.services
         account = escape(request.account_name)
-        what = (
-            "the membership the bot created was removed from Cloudflare"
-            if removed_member
-            else "the membership existed before the bot's grant, so the bot left it in place "
-            "(remove it in the Cloudflare dashboard if it should go)"
-        )
+        if removed_member:
+            what = "the membership the bot created was removed from Cloudflare"
+        elif removed_access:
+            what = (
+                f"the access the bot added ({shown_roles(request.granted_role_names or [])} on the "
+                f"{scope_text(request.zone_names)}) was taken off the membership; the rest of it is unchanged"
+            )
+        else:
+            what = (
+                "the membership existed before the bot's grant, so the bot left it in place "
+                "(remove it in the Cloudflare dashboard if it should go)"
+            )
         if removal.kind is RemovalKind.ENDED:
             thread = f":checkered_flag: The access granted by {number(request.id)} reached its end: {what}."
             dm = f":checkered_flag: Your access to *{account}* (request {number(request.id)}) has ended."
@@ -253,22 +292,22 @@ class Grants:
 
     # --- revocation ------------------------------------------------------------------------------------
 
-    def revoke(self, request_id: int, actor_slack_id: str | None, reason: str | None) -> Outcome:
+    def revoke(self, request_id: int, actor_slack_id: str | None, reason: str | None) -> Result:
         """Remove a grant early. An approver is confirmed like for Approve; None is an operator (the CLI)."""
         services = self.services
         with services.db.session() as session:
             request = get_request(session, request_id)
         if request is None:
-            return Outcome(False, f"Request {number(request_id)} does not exist.")
+            return Result(False, f"Request {number(request_id)} does not exist.")
         if request.status not in {status.value for status in GRANT_STATES}:
-            return Outcome(False, f"Request {number(request_id)} is {request.status}; it holds no access to revoke.")
+            return Result(False, f"Request {number(request_id)} is {request.status}; it holds no access to revoke.")
         if actor_slack_id is not None:
             refused = services.decisions.refusal(request, actor_slack_id, "revoke the access of")
             if refused:
-                return Outcome(False, refused)
+                return Result(False, refused)
         reason = (reason or "").strip() or None
         if not self.mark_for_removal(request_id, Removal(RemovalKind.REVOKED, actor_slack_id, reason)):
-            return Outcome(False, f"The access of {number(request_id)} is already being removed.")
+            return Result(False, f"The access of {number(request_id)} is already being removed.")
         return self.remove_now(request_id)
 
     # --- offboarding ---------------------------------------------------------------------------------
