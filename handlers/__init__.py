@@ -32,6 +32,10 @@ def register(app: App, services: Services) -> None:
     app.action(Action.REVOKE_ACCESS.value)(actions.on_revoke)
     app.action(Action.REQUEST_EXTENSION.value)(actions.on_request_extension)
 
+    app.action(Action.MODAL_ZONES.value)(actions.on_role_pick)
+    # The zone search of the request form: Slack's options requests (`block_suggestion`).
+    app.options(Action.MODAL_ZONES.value)(views.on_zone_options)
+
     app.view_submission(Callback.REQUEST_MODAL.value)(views.on_request_submitted)
     app.view_submission(Callback.DENY_MODAL.value)(views.on_deny_submitted)
     app.view_submission(Callback.REVOKE_MODAL.value)(views.on_revoke_submitted)

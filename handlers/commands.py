@@ -7,11 +7,12 @@ from typing import Any
 
 from slack_bolt import Ack, Respond
 
+from bot.access.access_model import AccessModel
 from bot.access.filing import Refusal, filed_message
 from bot.access.services import Services
 from bot.core.durations import format_duration
 from bot.slack.command_text import USAGE, ParsedCommand, parse_command, parse_request_id, parse_request_tail
-from bot.slack.formatting import escape, number, shown_roles
+from bot.slack.formatting import escape, number, scope_text, shown_roles
 from bot.slack.gateway import SlackError
 from bot.slack.messages import STATUS_LABEL, term_text
 from bot.slack.modals import loading_modal, request_modal
@@ -99,22 +100,19 @@ class CommandHandlers:
         tail = parse_request_tail(parsed.rest)
         if len(parsed.args) < 2 or not tail.reason:
             raise Refusal(
-                "Usage: `/cf-access request ACCOUNT ROLE[,ROLE...] [for DURATION] REASON`, e.g. "
+                "Usage: `/cf-access request ACCOUNT ROLE[,ROLE...] [on ZONE[,ZONE...]] [for DURATION] REASON`, e.g. "
                 '`/cf-access request "Orange Cloud" DNS for 3d rotating the zone\'s records`. '
                 + ("The reason is missing." if len(parsed.args) == 2 else "")
             )
         filing = self.services.filing
         account = filing.resolve_account(parsed.args[0])
-        if tail.zones:
-            raise Refusal(
-                f"Zone-scoped access (`on {escape(','.join(tail.zones))}`) needs Cloudflare's permission policies, "
-                f"which this bot does not grant yet for {escape(account.name)}. Ask for account-wide access, or "
-                "ask a Super Administrator to scope it in the dashboard. Nothing was filed."
-            )
         roles = filing.resolve_roles(account, parsed.args[1])
+        zones = filing.resolve_zones(account, tail.zones)
+        filing.check_scope(account, roles, len(zones))
         duration = filing.resolve_duration(tail.duration)
         profile = filing.requester(user_id)
-        return ":white_check_mark: " + filed_message(filing.file(profile, account, roles, tail.reason, duration))
+        filed = filing.file(profile, account, roles, tail.reason, duration, zones=zones)
+        return ":white_check_mark: " + filed_message(filed)
 
     # --- listings -----------------------------------------------------------------------------
 
@@ -133,11 +131,24 @@ class CommandHandlers:
         if not parsed.args:
             raise Refusal("Usage: `/cf-access roles ACCOUNT` (an account id or name).")
         account = self.services.filing.resolve_account(parsed.args[0])
-        roles = self.services.directory.requestable_roles(account.id)
+        directory = self.services.directory
+        policies = directory.access(account.id).model is AccessModel.POLICIES
+        roles = directory.requestable(account.id)
         if not roles:
             return f"No role of *{escape(account.name)}* may be requested through Slack."
-        lines = [f"• *{escape(role.name)}*: {escape(role.description) or '_no description_'}" for role in roles]
-        return f"*Requestable roles on {escape(account.name)}*\n" + "\n".join(lines)
+        if not policies:
+            lines = [f"• *{escape(role.name)}*: {escape(role.description) or '_no description_'}" for role in roles]
+            return f"*Requestable roles on {escape(account.name)}*\n" + "\n".join(lines)
+        lines = [
+            f"• *{escape(role.name)}* (`{escape(role.label or role.id)}`"
+            f"{', zones only' if not role.account_scopable else ', whole account or zones' if role.zone_scopable else ''}): "
+            f"{escape(role.description) or '_no description_'}"
+            for role in roles
+        ]
+        return (
+            f"*Requestable permission groups on {escape(account.name)}* (Cloudflare permission policies; "
+            "scope a request to zones with `on example.com`)\n" + "\n".join(lines)
+        )
 
     def status_text(self, user_id: str) -> str:
         with self.services.db.session() as session:
@@ -150,7 +161,8 @@ class CommandHandlers:
             label = STATUS_LABEL[RequestStatus(request.status)]
             granted = request.granted_role_names or request.requested_role_names
             lines.append(
-                f"• *{number(request.id)}* {escape(request.account_name)}: {shown_roles(granted)}: {label}, "
+                f"• *{number(request.id)}* {escape(request.account_name)}: {shown_roles(granted)} on the "
+                f"{scope_text(request.zone_names)}: {label}, "
                 f"access for {term_text(request)} (filed {format_duration(now - request.created_at)} ago)"
             )
         return "*Your access requests*\n" + "\n".join(lines)
@@ -171,7 +183,7 @@ class CommandHandlers:
         lines = [
             f"• *{number(request.id)}* <@{request.requester_slack_id}> asks for "
             f"{shown_roles(request.requested_role_names)} on *{escape(request.account_name)}* "
-            f"for {term_text(request)} ({format_duration(now - request.created_at)} ago): "
+            f"({scope_text(request.zone_names)}) for {term_text(request)} ({format_duration(now - request.created_at)} ago): "
             f"{escape(request.reason[:150])}"
             for request in mine[:50]
         ]

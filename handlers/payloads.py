@@ -69,6 +69,9 @@ class RequestForm(BaseModel):
     role_ids: list[str]
     reason: str
     duration_s: int | None = NOT_CHOSEN
+    zones_block_id: str | None = None
+    #: The zones chosen (ids; names are looked up again, never taken from the payload).
+    zone_ids: list[str] = []
 
 
 def _view_values(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -89,11 +92,35 @@ def request_form(view: dict[str, Any]) -> RequestForm:
     role_ids: list[str] = []
     if roles_block_id and (account_id is None or suffix_of(roles_block_id) == account_id):
         role_ids = [option["value"] for option in _element(values, roles_block_id).get("selected_options") or []]
+    zones_block_id = next((block_id for block_id in values if block_id.startswith(f"{Block.ZONES.value}:")), None)
+    zone_ids: list[str] = []
+    if zones_block_id and (account_id is None or suffix_of(zones_block_id) == account_id):
+        zone_ids = [option["value"] for option in _element(values, zones_block_id).get("selected_options") or []]
     reason = _element(values, Block.REASON.value).get("value") or ""
     duration = _duration_value(_element(values, Block.DURATION.value).get("selected_option"))
     return RequestForm(
-        account_id=account_id, roles_block_id=roles_block_id, role_ids=role_ids, reason=reason, duration_s=duration
+        account_id=account_id,
+        roles_block_id=roles_block_id,
+        role_ids=role_ids,
+        reason=reason,
+        duration_s=duration,
+        zones_block_id=zones_block_id,
+        zone_ids=zone_ids,
     )
+
+
+class ZoneQuery(BaseModel):
+    """A `block_suggestion` from the form's zone search: which account, and what was typed."""
+
+    account_id: str
+    typed: str
+
+
+def zone_query(body: dict[str, Any]) -> ZoneQuery | None:
+    block_id = str(body.get("block_id") or "")
+    if not block_id.startswith(f"{Block.ZONES.value}:") or not suffix_of(block_id):
+        return None
+    return ZoneQuery(account_id=suffix_of(block_id), typed=str(body.get("value") or ""))
 
 
 def private_metadata(view: dict[str, Any]) -> dict[str, str]:

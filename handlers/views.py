@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from slack_bolt import Ack
 
+from bot.access.access_model import AccessModel, Grantable
 from bot.access.decisions import already_decided
 from bot.access.filing import Refusal, filed_message, has_visible_text
 from bot.access.grants import Grants
+from bot.access.scope import MAX_ZONES
 from bot.access.services import Services
 from bot.access.terms import DEFAULT, DurationRefused, Requested, effective_duration
-from bot.cloudflare.models import Account, Role
+from bot.cloudflare.models import Account, Zone
 from bot.slack.formatting import escape
 from bot.slack.gateway import SlackError, SlackProfile
 from bot.slack.ids import Block
-from bot.slack.modals import request_modal
+from bot.slack.modals import request_modal, zone_options
 from handlers.common import failure_text, form_durations, run_after_ack
 from handlers.payloads import (
     ExtensionForm,
@@ -27,12 +30,15 @@ from handlers.payloads import (
     private_metadata,
     request_form,
     revoke_reason,
+    zone_query,
 )
 from storage.models import AccessRequest
 from storage.repository import get_request
 from storage.states import RequestStatus
 
 log = logging.getLogger(__name__)
+#: Seconds an options request may wait for a cold zone cache (Slack gives up after 3).
+ZONE_WAIT = 2.0
 
 
 class ViewHandlers:
@@ -50,7 +56,10 @@ class ViewHandlers:
         directory = self.services.directory
         accounts = directory.accounts()
         account = next((a for a in accounts if a.id == account_id), None)
-        roles = directory.requestable_roles(account_id) if account else []
+        roles = directory.requestable(account_id) if account else []
+        policies = account is not None and directory.access(account_id).model is AccessModel.POLICIES
+        if policies:
+            directory.warm_zones(account_id)  # the zone search answers from the cache, within Slack's 3 s
         metadata = private_metadata(view)
         updated = request_modal(
             accounts=accounts,
@@ -58,9 +67,30 @@ class ViewHandlers:
             roles=roles,
             email=metadata.get("email") or None,
             metadata=metadata,
+            max_zones=MAX_ZONES if policies else 0,
             **form_durations(self.services.settings),
         )
         self.services.slack.update_view(view["id"], updated, view_hash=view.get("hash"))
+
+    def on_zone_options(self, ack: Ack, body: dict[str, Any]) -> None:
+        """The form's zone search (`block_suggestion`): answered from the zone cache, by prefix, at
+        most 100 options, and never slower than Slack waits (3 s): a cold cache answers what a load
+        brings within ZONE_WAIT seconds, else nothing yet (the next keystroke finds them)."""
+        query = zone_query(body)
+        directory = self.services.directory
+        try:
+            known = query is not None and any(a.id == query.account_id for a in directory.accounts())
+        except Exception:
+            known = False
+        zones = directory.zones_within(query.account_id, ZONE_WAIT) if query is not None and known else None
+        if query is None or not zones:
+            ack(options=[])
+            return
+        typed = query.typed.strip().lower().rstrip(".")
+        starts = [zone for zone in zones if zone.name.lower().startswith(typed)]
+        # Then names containing it (`shop` finds `eu.shop.example`), after the ones that start with it.
+        contains = [zone for zone in zones if typed and typed in zone.name.lower() and zone not in starts]
+        ack(options=zone_options([(zone.name, zone.id) for zone in [*starts, *contains]]))
 
     def on_request_submitted(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         """Field errors come back inside the modal; the rest is done after the ack and told by DM."""
@@ -81,7 +111,7 @@ class ViewHandlers:
             if not form.role_ids:
                 raise Refusal("Choose at least one role.", field="roles")
             # Every role of the account, so that check_fields names a role that is not requestable.
-            roles_by_id = {role.id: role for role in services.directory.roles(account.id)}
+            roles_by_id = {role.id: role for role in services.directory.grantables(account.id)}
             roles = [roles_by_id[role_id] for role_id in form.role_ids if role_id in roles_by_id]
             if len(roles) != len(form.role_ids):
                 raise Refusal("A chosen role no longer exists in this account; choose again.", field="roles")
@@ -91,12 +121,14 @@ class ViewHandlers:
             except DurationRefused as refused:
                 raise Refusal(str(refused), field="duration") from None
             profile = services.filing.requester(user_id)
-            services.filing.check_fields(profile, account, roles, form.reason)
+            # The zones themselves are checked after the ack (that may need Cloudflare); their count now.
+            services.filing.check_fields(profile, account, roles, form.reason, len(set(form.zone_ids)))
         except Refusal as refusal:
             field_blocks = {
                 "roles": form.roles_block_id or Block.ACCOUNT.value,
                 "reason": Block.REASON.value,
                 "duration": Block.DURATION.value,
+                "zones": form.zones_block_id or form.roles_block_id or Block.ACCOUNT.value,
             }
             # A refusal about the person (no e-mail, domain) shows under the first field.
             block_id = field_blocks.get(refusal.field or "", Block.ACCOUNT.value)
@@ -106,7 +138,12 @@ class ViewHandlers:
             ack(response_action="errors", errors={Block.REASON.value: failure_text(error)})
             return
         ack()
-        run_after_ack(services, body, None, lambda: self._file(user_id, profile, account, roles, form.reason, duration))
+        run_after_ack(
+            services,
+            body,
+            None,
+            lambda: self._file(user_id, profile, account, roles, form.reason, duration, zone_ids=form.zone_ids),
+        )
 
     def _file_unchecked(self, user_id: str, form: RequestForm) -> None:
         services = self.services
@@ -114,7 +151,7 @@ class ViewHandlers:
             account = services.directory.account(form.account_id or "")
             if account is None:
                 raise Refusal("that account can no longer be requested.")
-            roles_by_id = {role.id: role for role in services.directory.roles(account.id)}
+            roles_by_id = {role.id: role for role in services.directory.grantables(account.id)}
             roles = [roles_by_id[role_id] for role_id in form.role_ids if role_id in roles_by_id]
             if not roles or len(roles) != len(form.role_ids):
                 raise Refusal("a chosen role no longer exists in this account; open the form again.")
@@ -125,22 +162,27 @@ class ViewHandlers:
         except Exception as error:
             services.notifier.tell(user_id, failure_text(error))
             return
-        self._file(user_id, profile, account, roles, form.reason, form_duration(form.duration_s))
+        self._file(
+            user_id, profile, account, roles, form.reason, form_duration(form.duration_s), zone_ids=form.zone_ids
+        )
 
     def _file(
         self,
         user_id: str,
         profile: SlackProfile,
         account: Account,
-        roles: list[Role],
+        roles: list[Grantable],
         reason: str,
         duration: Requested = DEFAULT,
         *,
         extends: AccessRequest | None = None,
+        zone_ids: Sequence[str] = (),
+        zones: Sequence[Zone] = (),
     ) -> None:
         services = self.services
         try:
-            filed = services.filing.file(profile, account, roles, reason, duration, extends=extends)
+            chosen = list(zones) or services.filing.zones_by_id(account, zone_ids)
+            filed = services.filing.file(profile, account, roles, reason, duration, extends=extends, zones=chosen)
             services.notifier.tell(user_id, ":white_check_mark: " + filed_message(filed))
         except Refusal as refusal:
             services.notifier.tell(user_id, f":warning: Your request was not filed: {refusal.message}")
@@ -197,16 +239,23 @@ class ViewHandlers:
             account = services.directory.account(original.account_id)
             if account is None:
                 raise Refusal(f"{escape(original.account_name)} can no longer be requested through Slack.")
-            roles_by_id = {role.id: role for role in services.directory.roles(account.id)}
+            roles_by_id = {role.id: role for role in services.directory.grantables(account.id)}
             roles = [roles_by_id[role_id] for role_id in original.granted_role_ids or [] if role_id in roles_by_id]
             profile = services.filing.requester(user_id)
+            # The extension asks for more time on the same grant, scope included (no Cloudflare write).
+            zones = [
+                Zone(id=zone_id, name=name)
+                for zone_id, name in zip(original.zone_ids or [], original.zone_names or [], strict=False)
+            ]
         except Refusal as refusal:
             services.notifier.tell(user_id, f":warning: Your extension was not filed: {refusal.message}")
             return
         except Exception as error:
             services.notifier.tell(user_id, failure_text(error))
             return
-        self._file(user_id, profile, account, roles, form.reason, form_duration(form.duration_s), extends=original)
+        self._file(
+            user_id, profile, account, roles, form.reason, form_duration(form.duration_s), extends=original, zones=zones
+        )
 
     def _tell_modal_actor(self, user_id: str, metadata: dict[str, str], text: str) -> None:
         channel_id = metadata.get("channel_id")

@@ -110,6 +110,19 @@ class AccessRequest(Base):
     # Offboarding: when the holder's Slack standing is next checked (one users.info per interval).
     holder_check_due_at: Mapped[datetime | None]
 
+    # The access model the request was filed in ("roles" or "policies"; None: filed before there
+    # was a choice, i.e. roles). In the policies model the role ids and names above are permission
+    # groups, and a zone-scoped request names its zones (ids to grant, names to show).
+    access_model: Mapped[str | None] = mapped_column(String(16))
+    zone_ids: Mapped[list[str] | None]
+    zone_names: Mapped[list[str] | None]
+    # The resource group the policy was granted on (policies model), found or created at the invite.
+    resource_group_id: Mapped[str | None] = mapped_column(String(64))
+    # Access added to a membership that existed before (a PUT, never a new invite): exactly what was
+    # added (recorded before the PUT, so a lost answer is recognised), removed again at the end.
+    access_added: Mapped[dict[str, Any] | None]
+    member_added_to: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+
     __table_args__ = (
         Index(
             "uq_open_request_per_account",

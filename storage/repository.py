@@ -37,6 +37,9 @@ class NewRequest:
     requester_standing: str | None = None
     requested_duration_s: int | None = None
     extends_request_id: int | None = None
+    access_model: str | None = None
+    zone_ids: list[str] | None = None
+    zone_names: list[str] | None = None
 
 
 def open_request_for(session: Session, requester_slack_id: str, account_id: str) -> AccessRequest | None:
@@ -65,6 +68,9 @@ def create_request(
         requester_standing=new.requester_standing,
         requested_duration_s=new.requested_duration_s,
         extends_request_id=new.extends_request_id,
+        access_model=new.access_model,
+        zone_ids=new.zone_ids,
+        zone_names=new.zone_names,
         created_at=now,
         updated_at=now,
         approval_reminder_due_at=reminder_due_at,

@@ -9,7 +9,21 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.cloudflare import ADMIN, ADMIN_RO, BILLING, CACHE_PURGE, DNS, SUPER_ADMIN, FakeCloudflare
+from tests.fakes.cloudflare import (
+    ADMIN,
+    ADMIN_RO,
+    BILLING,
+    CACHE_PURGE,
+    DNS,
+    PG_ADMIN,
+    PG_ADMIN_RO,
+    PG_BILLING,
+    PG_DNS,
+    PG_DOMAIN_DNS,
+    PG_SUPER_ADMIN,
+    SUPER_ADMIN,
+    FakeCloudflare,
+)
 from tests.fakes.slack import FakeSlack
 from tests.harness import CF_TOKEN, BotUnderTest, bot_settings
 from tests.pg import scratch_database, server_url
@@ -123,4 +137,14 @@ ROLE_IDS = {
     "dns": DNS["id"],
     "cache": CACHE_PURGE["id"],
     "super": SUPER_ADMIN["id"],
+}
+# The same as permission groups: what the bot grants where an account speaks policies (the fake's
+# accounts do unless a test says otherwise, and CLOUDFLARE_ACCESS_MODEL defaults to `auto`).
+PG_IDS = {
+    "admin": PG_ADMIN["id"],
+    "admin_ro": PG_ADMIN_RO["id"],
+    "billing": PG_BILLING["id"],
+    "dns": PG_DNS["id"],
+    "domain_dns": PG_DOMAIN_DNS["id"],
+    "super": PG_SUPER_ADMIN["id"],
 }

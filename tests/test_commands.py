@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from storage.models import AccessRequest
-from tests.conftest import ALICE, BOB, CAROL, FALLBACK, MALLORY, NOEMAIL, OUTSIDER, ROLE_IDS, BotFactory, World
+from tests.conftest import ALICE, BOB, CAROL, FALLBACK, MALLORY, NOEMAIL, OUTSIDER, PG_IDS, ROLE_IDS, BotFactory, World
 from tests.fakes.cloudflare import FakeCloudflare
 from tests.fakes.slack import FakeSlack
 from tests.harness import BotUnderTest
@@ -49,15 +49,36 @@ def test_quick_request_with_quotes_and_prefixes(bot: BotUnderTest, fake_slack: F
     assert "Request #1 filed" in said
     request = stored(bot, 1)
     assert request.account_id == world.acme
-    assert request.requested_role_ids == [ROLE_IDS["admin"], ROLE_IDS["billing"]]
+    assert request.requested_role_ids == [PG_IDS["admin"], PG_IDS["billing"]]
     assert request.reason == "I can't deploy"
     assert request.requester_email == "alice@example.com"
     assert request.status == "pending"
 
 
 def test_request_by_ids(bot: BotUnderTest, fake_slack: FakeSlack, world: World) -> None:
-    said = answer(bot, fake_slack, f"request {world.staging} {ROLE_IDS['dns']} testing", ALICE)
+    said = answer(bot, fake_slack, f"request {world.staging} {PG_IDS['dns']} testing", ALICE)
     assert "Request #1 filed" in said and "Acme Staging" in said
+
+
+def test_a_legacy_role_id_is_taken_as_its_permission_group(
+    bot: BotUnderTest, fake_slack: FakeSlack, world: World
+) -> None:
+    """Cloudflare asks integrations to remap stored role ids: a role id typed where the account speaks
+    policies means the same-named permission group."""
+    said = answer(bot, fake_slack, f"request {world.staging} {ROLE_IDS['dns']} testing", ALICE)
+    assert "Request #1 filed" in said and stored(bot, 1).requested_role_ids == [PG_IDS["dns"]]
+
+
+def test_role_names_and_prefixes_in_the_legacy_roles_model(
+    make_bot: BotFactory, fake_slack: FakeSlack, world: World
+) -> None:
+    bot = make_bot(cloudflare_access_model="roles")
+    said = answer(bot, fake_slack, 'request "Acme Production" Admin why', ALICE)
+    assert "`Admin` matches several roles of Acme Production: `Administrator`, `Administrator Read Only`" in said
+    said = answer(bot, fake_slack, 'request "Acme Production" Janitor why', ALICE)
+    assert "No requestable role of Acme Production matches `Janitor`" in said
+    said = answer(bot, fake_slack, f"request {world.staging} {ROLE_IDS['dns']} testing", ALICE)
+    assert "Request #1 filed" in said and stored(bot, 1).requested_role_ids == [ROLE_IDS["dns"]]
 
 
 def test_status_and_cancel(bot: BotUnderTest, fake_slack: FakeSlack, world: World) -> None:
@@ -92,13 +113,19 @@ def test_pending_lists_what_waits_on_the_approver(bot: BotUnderTest, fake_slack:
         ("request Acme DNS why", "`Acme` matches several accounts: `Acme Production`, `Acme Staging`"),
         ("request Nowhere DNS why", "No requestable account matches `Nowhere`. Accounts: `Acme Production`"),
         (
-            'request "Acme Production" Admin why',
-            "`Admin` matches several roles of Acme Production: `Administrator`, `Administrator Read Only`",
+            'request "Acme Production" Adm why',
+            "`Adm` matches several permission groups of Acme Production: `Administrator`, `Administrator Read Only`",
         ),
-        ('request "Acme Production" Janitor why', "No requestable role of Acme Production matches `Janitor`"),
+        (
+            'request "Acme Production" Janitor why',
+            "No requestable permission group of Acme Production matches `Janitor`",
+        ),
         ('request "Acme Production" "Super Administrator - All Privileges" why', "cannot be requested through Slack"),
         ('request "Acme Production" DNS', "The reason is missing"),
-        ('request "Acme Production"', "Usage: `/cf-access request ACCOUNT ROLE[,ROLE...] [for DURATION] REASON`"),
+        (
+            'request "Acme Production"',
+            "Usage: `/cf-access request ACCOUNT ROLE[,ROLE...] [on ZONE[,ZONE...]] [for DURATION] REASON`",
+        ),
         ('request "Acme Production DNS oops', "A quote is not closed"),
         ('request "Acme Production" DNS ' + "x" * 501, "The reason is 501 characters; keep it to 500"),
     ],
@@ -112,9 +139,9 @@ def test_bad_quick_requests_store_nothing(
 
 
 def test_role_outside_requestable_roles(make_bot: BotFactory, fake_slack: FakeSlack, world: World) -> None:
-    bot = make_bot(requestable_roles="DNS,Cache Purge")
+    bot = make_bot(requestable_roles="DNS,domain_dns")  # by name or label
     said = answer(bot, fake_slack, 'request "Acme Production" Billing why', ALICE)
-    assert "Billing cannot be requested through Slack" in said and "`DNS`, `Cache Purge`" in said
+    assert "Billing cannot be requested through Slack" in said and "`DNS`, `Domain DNS`" in said
     assert request_count(bot) == 0
 
 

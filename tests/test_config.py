@@ -83,6 +83,7 @@ def test_durations(text: str, expected: int) -> None:
         ({"REQUEST_EXPIRES_AFTER": "0d"}, "REQUEST_EXPIRES_AFTER"),
         ({"PORT": "http"}, "PORT"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"CLOUDFLARE_ACCESS_MODEL": "both"}, "CLOUDFLARE_ACCESS_MODEL"),
     ],
 )
 def test_bad_setting_names_the_variable(
@@ -97,6 +98,14 @@ def test_bad_setting_names_the_variable(
     assert message.startswith(variable) or variable in message
     for secret in REQUIRED.values():
         assert secret not in message
+
+
+def test_the_access_model_is_auto_unless_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings().cloudflare_access_model == "auto"
+    monkeypatch.setenv("CLOUDFLARE_ACCESS_MODEL", "Policies")
+    assert load_settings().cloudflare_access_model == "policies"
 
 
 def test_email_and_key_is_an_alternative_to_a_token(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from bot.ops.scheduler import Sweeper
-from tests.conftest import ALICE, BOB, MALLORY, BotFactory, World
+from tests.conftest import ALICE, BOB, MALLORY, PG_IDS, BotFactory, World
 from tests.fakes.cloudflare import FakeCloudflare, Fault
 from tests.fakes.slack import FakeSlack, Message
 from tests.harness import BotUnderTest
@@ -335,7 +335,7 @@ def test_the_request_form_asks_for_how_long(make_bot: BotFactory, fake_slack: Fa
     assert access_for["element"]["initial_option"]["value"] == str(86400), "preset to DEFAULT_ACCESS_DURATION"
     assert "permanent" not in options and max(int(v) for v in options) == 14 * 86400
     eight_hours = next(o for o in access_for["element"]["options"] if o["value"] == str(8 * 3600))
-    values = form_values(world.acme, ["069fe803647ed3609e93d041d5df6050"], "a quick fix")
+    values = form_values(world.acme, [PG_IDS["dns"]], "a quick fix")
     values["duration"] = {"duration_select": {"type": "static_select", "selected_option": eight_hours}}
     assert bot.submit_view(view, values, user_id=ALICE).text == ""
     assert stored(bot, 1).requested_duration_s == 8 * 3600

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from tests.conftest import ALICE, BOB, CAROL, MALLORY, BotFactory, World
-from tests.fakes.cloudflare import BILLING, DNS, SUPER_ADMIN, FakeCloudflare, Fault
+from tests.fakes.cloudflare import BILLING, DNS, PG_BILLING, PG_SUPER_ADMIN, SUPER_ADMIN, FakeCloudflare, Fault
 from tests.fakes.slack import FakeSlack
 from tests.harness import BotUnderTest
 from tests.helpers import answer, audit_names, file_request, roots_of, stored, texts
@@ -163,23 +163,21 @@ def test_guests_may_request_when_allowed_and_approvers_see_it(
 # --- 4. the bot never takes over what it did not create --------------------------------------------------
 
 
-def test_retry_after_already_a_member_with_other_roles_never_records_access_not_held(
+def test_a_member_added_in_the_dashboard_meanwhile_gets_exactly_the_missing_access(
     bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
 ) -> None:
     request_id = file_request(bot, fake_slack, ALICE)  # asks for DNS
     alice = fake_cf.add_member(world.acme, "alice@example.com", [BILLING["id"]])  # added in the dashboard meanwhile
     root = roots_of(fake_slack, request_id)[0]
     bot.click(root, "request_approve", user_id=BOB)  # the cached index did not know her: one POST, refused
-    assert stored(bot, request_id).status == "failed"
-    posts = len(fake_cf.calls_to("POST", r"/members$"))
-    bot.click(roots_of(fake_slack, request_id)[0], "retry_invite", user_id=BOB)
     request = stored(bot, request_id)
-    assert request.status == "failed", "never 'accepted' with DNS the member does not hold"
-    assert not request.member_created_by_bot
-    assert posts <= 1 and len(fake_cf.calls_to("POST", r"/members$")) == posts, "the retry re-read the members"
-    assert not fake_cf.calls_to("DELETE", r"/members/") and not fake_cf.calls_to("PUT", r"/members/")
-    held = [role["id"] for role in fake_cf.accounts[world.acme]["members"][alice]["roles"]]
-    assert held == [BILLING["id"]]
+    assert request.status == "accepted" and request.member_added_to, "the refusal made the bot look again"
+    assert not request.member_created_by_bot, "never taken for a member the bot created"
+    assert (request.access_added or {}).get("ids") == request.granted_role_ids, "only DNS is the bot's grant"
+    assert len(fake_cf.calls_to("POST", r"/members$")) == 1 and len(fake_cf.calls_to("PUT", r"/members/")) == 1
+    assert not fake_cf.calls_to("DELETE", r"/members/")
+    held = {role["id"] for role in fake_cf.accounts[world.acme]["members"][alice]["roles"]}
+    assert held == {BILLING["id"], DNS["id"]}, "Billing kept, DNS added"
     assert "invite_adopted" not in audit_names(bot, request_id)
 
 
@@ -226,7 +224,16 @@ def test_names_emails_and_cloudflare_errors_can_never_mention_or_link(
     make_bot: BotFactory, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
 ) -> None:
     evil_role = {"id": "0123456789abcdef0123456789abcdef", "name": "DNS <@U0EVIL0001>", "description": "<!here>"}
-    evil = fake_cf.add_account("Acme <!channel> & Co", roles=[SUPER_ADMIN, evil_role, BILLING])
+    evil_group = {
+        "id": evil_role["id"],
+        "name": evil_role["name"],
+        "meta": {"label": "<!channel>", "scopes": "com.cloudflare.api.account", "description": "<!here>"},
+    }
+    evil = fake_cf.add_account(
+        "Acme <!channel> & Co",
+        roles=[SUPER_ADMIN, evil_role, BILLING],
+        permission_groups=[PG_SUPER_ADMIN, evil_group, PG_BILLING],
+    )
     fake_cf.add_member(evil, "bob@example.com", [SUPER_ADMIN["id"]])
     fake_slack.add_user("U0AMPERS01", "o&brien@example.com", "obrien")
     bot = make_bot()

@@ -15,7 +15,7 @@ from bot.cloudflare.models import Role
 from bot.slack.home import home_view
 from storage.models import AccessRequest
 from storage.states import RequestStatus
-from tests.conftest import ALICE, BOB, MALLORY, ROLE_IDS, World
+from tests.conftest import ALICE, BOB, MALLORY, PG_IDS, ROLE_IDS, World
 from tests.fakes.block_kit import view_errors
 from tests.fakes.cloudflare import FakeCloudflare
 from tests.fakes.slack import FakeSlack, SlackFault
@@ -94,13 +94,14 @@ def test_approver_decides_from_home_with_the_same_rules(
     view = open_home(bot, fake_slack, BOB)
     shown = json.dumps(view)
     assert "Waiting for your decision" in shown and "request_approve" in shown and "grant_roles" in shown
-    home_click(bot, view, "request_approve", request_id, MALLORY, [ROLE_IDS["dns"]])
+    home_click(bot, view, "request_approve", request_id, MALLORY, [PG_IDS["dns"]])
     assert "not allowed" in texts(fake_slack.dms_to(MALLORY)), "no response_url from Home: told by DM"
     assert audit_names(bot, request_id)[-1] == "decision_refused"
-    home_click(bot, view, "request_approve", request_id, BOB, [ROLE_IDS["billing"]])
+    home_click(bot, view, "request_approve", request_id, BOB, [PG_IDS["billing"]])
     assert stored(bot, request_id).granted_role_names == ["Billing"]
-    assert fake_cf.calls_to("POST", r"/members$")[-1].body["roles"] == [ROLE_IDS["billing"]]
-    home_click(bot, view, "request_approve", request_id, BOB, [ROLE_IDS["billing"]])
+    sent = fake_cf.calls_to("POST", r"/members$")[-1].body["policies"]
+    assert [group["id"] for group in sent[0]["permission_groups"]] == [PG_IDS["billing"]]
+    home_click(bot, view, "request_approve", request_id, BOB, [PG_IDS["billing"]])
     assert f"already approved by <@{BOB}>" in texts(fake_slack.dms_to(BOB))
     assert len(fake_cf.calls_to("POST", r"/members$")) == 1
 

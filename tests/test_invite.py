@@ -28,19 +28,21 @@ def test_invite_sent_member_stored_audited(
     assert sent.details["cloudflare_member_id"] == member["id"] and sent.details["roles_granted"] == ["DNS"]
 
 
-def test_already_a_member_gets_no_second_invite(
+def test_an_existing_member_gets_the_missing_role_added_not_a_second_invite(
     bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
 ) -> None:
     fake_slack.add_user("U0ENGINE01", "engineer7@example.com", "engineer7")
     request_id = file_request(bot, fake_slack, "U0ENGINE01", 'request "Acme Production" Billing invoices')
     approve(bot, fake_slack, request_id)
     assert not fake_cf.calls_to("POST", r"/members$"), "no POST for an existing member"
+    [member] = fake_cf.members_with_email(world.acme, "engineer7@example.com")
+    assert {role["id"] for role in member["roles"]} == {ROLE_IDS["dns"], ROLE_IDS["billing"]}, "DNS kept, Billing added"
     request = stored(bot, request_id)
-    assert request.status == "failed" and "already a member of Acme Production" in (request.invite_error or "")
+    assert request.status == "accepted" and request.member_added_to and request.cloudflare_member_id == member["id"]
     root = roots_of(fake_slack, request_id)[0]
-    assert "already a member of Acme Production (accepted, roles: DNS)" in texts(fake_slack.thread(root))
-    assert "already a member" in texts(fake_slack.dms_to("U0ENGINE01"))
-    assert audit_names(bot, request_id)[-1] == "already_member"
+    assert "was already a member of Acme Production: the bot added Billing" in texts(fake_slack.thread(root))
+    assert "was added to your membership" in texts(fake_slack.dms_to("U0ENGINE01"))
+    assert audit_names(bot, request_id)[-1] == "access_added"
 
 
 def test_member_created_meanwhile_with_the_roles_counts_as_done(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import ALICE, BOB, ROLE_IDS, World
+from tests.conftest import ALICE, BOB, PG_IDS, World
 from tests.fakes.cloudflare import FakeCloudflare
 from tests.fakes.slack import FakeSlack
 from tests.harness import BotUnderTest
@@ -99,11 +99,11 @@ def test_field_errors_come_back_in_the_modal(bot: BotUnderTest, fake_slack: Fake
     assert response.json() == {"response_action": "errors", "errors": {"account": "Choose an account."}}
     response = bot.submit_view(view, form_values(world.acme, [], "why"), user_id=ALICE)
     assert response.json()["errors"] == {f"roles:{world.acme}": "Choose at least one role."}
-    response = bot.submit_view(view, form_values(world.acme, [ROLE_IDS["dns"]], "   "), user_id=ALICE)
+    response = bot.submit_view(view, form_values(world.acme, [PG_IDS["dns"]], "   "), user_id=ALICE)
     assert "Give a reason" in response.json()["errors"]["reason"]
-    response = bot.submit_view(view, form_values(world.acme, [ROLE_IDS["dns"]], "y" * 600), user_id=ALICE)
+    response = bot.submit_view(view, form_values(world.acme, [PG_IDS["dns"]], "y" * 600), user_id=ALICE)
     assert "keep it to 500" in response.json()["errors"]["reason"]
-    response = bot.submit_view(view, form_values(world.acme, [ROLE_IDS["super"]], "please"), user_id=ALICE)
+    response = bot.submit_view(view, form_values(world.acme, [PG_IDS["super"]], "please"), user_id=ALICE)
     assert "cannot be requested through Slack" in response.json()["errors"][f"roles:{world.acme}"]
     assert fake_slack.roots() == []
 
@@ -113,7 +113,7 @@ def test_submission_files_the_request_and_tells_the_requester(
 ) -> None:
     view = open_modal(bot, fake_slack)
     response = bot.submit_view(
-        view, form_values(world.acme, [ROLE_IDS["dns"], ROLE_IDS["billing"]], "on-call"), user_id=ALICE
+        view, form_values(world.acme, [PG_IDS["dns"], PG_IDS["billing"]], "on-call"), user_id=ALICE
     )
     assert response.status_code == 200 and response.text == ""
     request = stored(bot, 1)
@@ -125,5 +125,5 @@ def test_submission_files_the_request_and_tells_the_requester(
 def test_duplicate_is_refused_on_the_account_field(bot: BotUnderTest, fake_slack: FakeSlack, world: World) -> None:
     file_request(bot, fake_slack, ALICE)
     view = open_modal(bot, fake_slack)
-    response = bot.submit_view(view, form_values(world.acme, [ROLE_IDS["billing"]], "more"), user_id=ALICE)
+    response = bot.submit_view(view, form_values(world.acme, [PG_IDS["billing"]], "more"), user_id=ALICE)
     assert "You already have an open request for Acme Production: #1" in response.json()["errors"]["account"]

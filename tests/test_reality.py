@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from bot.cloudflare.client import CloudflareClient, CloudflareCredentials
 from bot.cloudflare.errors import CloudflareServerError
 from tests.conftest import ALICE, BOB, CAROL, BotFactory, World
-from tests.fakes.cloudflare import DNS, SUPER_ADMIN, FakeCloudflare, Fault
+from tests.fakes.cloudflare import DNS, PG_DNS, SUPER_ADMIN, FakeCloudflare, Fault
 from tests.fakes.slack import BOT_USER_ID, FakeSlack, SlackFault
 from tests.harness import BOT_TOKEN, BotUnderTest
 from tests.helpers import answer, file_request, roots_of, stored, texts
@@ -176,13 +176,18 @@ def test_a_proxy_html_page_is_a_server_error_without_its_markup(cf: FakeCloudfla
     assert "text/html instead of Cloudflare's JSON" in str(raised.value)
 
 
+@pytest.mark.parametrize("model", ["roles", "policies"])
 def test_the_create_answer_without_roles_still_records_the_granted_roles(
-    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+    make_bot: BotFactory, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World, model: str
 ) -> None:
+    bot = make_bot(cloudflare_access_model=model)
     request_id = file_request(bot, fake_slack, ALICE)
     bot.click(roots_of(fake_slack, request_id)[0], "request_approve", user_id=BOB)
     post = fake_cf.calls_to("POST", r"/members$")[-1]
-    assert post.body == {"email": "alice@example.com", "roles": [DNS["id"]]}
+    if model == "roles":
+        assert post.body == {"email": "alice@example.com", "roles": [DNS["id"]]}
+    else:
+        assert post.body["policies"][0]["permission_groups"] == [{"id": PG_DNS["id"]}]
     assert stored(bot, request_id).status == "invited"
     # Asking again for what the invite already grants is answered from the member index, by name.
     said = answer(bot, fake_slack, 'request "Acme Production" DNS again please', ALICE)
@@ -220,8 +225,10 @@ def test_the_request_form_is_answered_without_waiting_on_cloudflare(
 
     view = open_modal(bot, fake_slack)
     bot.clock.advance(__import__("datetime").timedelta(minutes=5))  # every cached entry has expired
-    fake_cf.inject(Fault("GET", r"(/accounts|/roles)$", status=200, delay=2.5, after_effect=True, times=20))
-    response = bot.submit_view(view, form_values(world.acme, [DNS["id"]], "rotating records"), user_id=ALICE)
+    fake_cf.inject(
+        Fault("GET", r"(/accounts|/roles|/permission_groups)$", status=200, delay=2.5, after_effect=True, times=20)
+    )
+    response = bot.submit_view(view, form_values(world.acme, [PG_DNS["id"]], "rotating records"), user_id=ALICE)
     acked_after = response.elapsed.total_seconds()
     assert response.status_code == 200 and response.text == ""
     assert acked_after < 1.5, f"the submission waited {acked_after:.1f} s for its ack"

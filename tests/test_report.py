@@ -114,17 +114,24 @@ def report(bot: BotUnderTest, fmt: str, account: str | None = None) -> tuple[int
 
 
 EXPECTED = {
+    # Review Co speaks permission policies (the default where the API answers): access shows its scope.
     # email: (status, access, granted_by, slack_status, two_factor)
-    "=cmd@example.com": ("accepted", ["DNS"], ["outside"], "not found", True),
-    "alice@example.com": ("accepted", ["Administrator", "DNS"], ["#1", "outside"], "active", False),
-    "frank@example.com": ("accepted", ["Billing"], ["#3"], "deactivated", True),
-    "ghost@example.com": ("accepted", ["DNS"], ["outside"], "not found", False),
-    "guest@example.com": ("accepted", ["Administrator"], ["outside"], "guest", True),
-    "mallory@example.com": ("pending", ["DNS"], ["#2"], "active", None),
-    "olduser@example.com": ("accepted", ["DNS"], ["outside"], "not found", True),
-    "ops@example.com": ("accepted", ["DNS"], ["outside"], "active", True),
-    "owner@example.com": ("accepted", ["Super Administrator - All Privileges"], ["outside"], "active", True),
-    "pending@example.com": ("pending", ["DNS"], ["outside"], "not found", None),
+    "=cmd@example.com": ("accepted", ["DNS on account"], ["outside"], "not found", True),
+    "alice@example.com": (
+        "accepted",
+        ["Administrator on account", "DNS on account"],
+        ["#1", "outside"],
+        "active",
+        False,
+    ),
+    "frank@example.com": ("accepted", ["Billing on account"], ["#3"], "deactivated", True),
+    "ghost@example.com": ("accepted", ["DNS on account"], ["outside"], "not found", False),
+    "guest@example.com": ("accepted", ["Administrator on account"], ["outside"], "guest", True),
+    "mallory@example.com": ("pending", ["DNS on account"], ["#2"], "active", None),
+    "olduser@example.com": ("accepted", ["DNS on account"], ["outside"], "not found", True),
+    "ops@example.com": ("accepted", ["DNS on account"], ["outside"], "active", True),
+    "owner@example.com": ("accepted", ["Super Administrator - All Privileges on account"], ["outside"], "active", True),
+    "pending@example.com": ("pending", ["DNS on account"], ["outside"], "not found", None),
 }
 
 
@@ -164,7 +171,7 @@ def test_report_rows_in_json_csv_and_table_with_findings(
     by_email = {line[2]: dict(zip(REPORT_COLUMNS, line, strict=True)) for line in table[1:]}
     assert "'=cmd@example.com" in by_email, "a cell that a spreadsheet would run as a formula is neutralised"
     assert by_email["alice@example.com"]["granted_by"] == "#1, outside"
-    assert by_email["alice@example.com"]["access"] == "Administrator, DNS"
+    assert by_email["alice@example.com"]["access"] == "Administrator on account, DNS on account"
     assert by_email["alice@example.com"]["two_factor"] == "false"
     assert by_email["mallory@example.com"]["two_factor"] == "", "no user to ask while the invite is pending"
     assert by_email["frank@example.com"]["slack_status"] == "deactivated"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 
-from tests.conftest import ALICE, BOB, CAROL, DAVE, MALLORY, ROLE_IDS, BotFactory, World
+from tests.conftest import ALICE, BOB, CAROL, DAVE, MALLORY, PG_IDS, BotFactory, World
 from tests.fakes.cloudflare import FakeCloudflare
 from tests.fakes.slack import FakeSlack
 from tests.harness import BotUnderTest
@@ -24,8 +24,8 @@ def test_each_approver_gets_a_thread_root_by_dm(bot: BotUnderTest, fake_slack: F
     assert "<!channel>" not in shown, "user text must not ping the channel"
     assert root.action_ids() == ["request_approve", "request_deny"]
     picker = next(b["accessory"] for b in root.blocks if b.get("accessory", {}).get("action_id") == "grant_roles")
-    assert [o["value"] for o in picker["initial_options"]] == [ROLE_IDS["dns"]]
-    assert ROLE_IDS["super"] not in [o["value"] for o in picker["options"]]
+    assert [o["value"] for o in picker["initial_options"]] == [PG_IDS["dns"]]
+    assert PG_IDS["super"] not in [o["value"] for o in picker["options"]]
 
 
 def test_approval_channel_gets_one_post_mentioning_approvers(
@@ -66,9 +66,9 @@ def test_approver_can_grant_a_different_role(
 ) -> None:
     request_id = file_request(bot, fake_slack, ALICE, 'request "Acme Production" Administrator deploys')
     root = roots_of(fake_slack, request_id)[0]
-    bot.click(root, "request_approve", user_id=BOB, granted_role_ids=[ROLE_IDS["admin_ro"]])
+    bot.click(root, "request_approve", user_id=BOB, granted_role_ids=[PG_IDS["admin_ro"]])
     post = fake_cf.calls_to("POST", r"/members$")[-1]
-    assert post.body == {"email": "alice@example.com", "roles": [ROLE_IDS["admin_ro"]]}
+    assert post.body["policies"][0]["permission_groups"] == [{"id": PG_IDS["admin_ro"]}]
     assert "granting Administrator Read Only (requested: Administrator)" in texts(fake_slack.thread(root))
     approved = next(e for e in audit_events(bot, request_id) if e.event == "approved")
     assert approved.details["roles_requested"] == ["Administrator"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import ALICE, BOB, CAROL, ROLE_IDS, World
+from tests.conftest import ALICE, BOB, CAROL, PG_IDS, ROLE_IDS, World
 from tests.fakes.cloudflare import FakeCloudflare
 from tests.fakes.slack import FakeSlack
 from tests.harness import BotUnderTest
@@ -19,5 +19,9 @@ def test_request_approve_invite(
     assert {root.channel for root in roots} == {fake_slack.dm_channel(BOB), fake_slack.dm_channel(CAROL)}
     bot.click(roots[0], "request_approve", user_id=BOB)
     posts = fake_cf.calls_to("POST", r"/members$")
-    assert len(posts) == 1 and posts[0].body == {"email": "alice@example.com", "roles": [ROLE_IDS["dns"]]}
+    account_wide = fake_cf.account_wide_group(world.acme)["id"]
+    grant = {"access": "allow", "permission_groups": [{"id": PG_IDS["dns"]}], "resource_groups": [{"id": account_wide}]}
+    assert len(posts) == 1 and posts[0].body == {"email": "alice@example.com", "policies": [grant]}
+    [member] = fake_cf.members_with_email(world.acme, "alice@example.com")
+    assert [role["id"] for role in member["roles"]] == [ROLE_IDS["dns"]], "the legacy role follows the policy"
     assert any("Invite sent" in m.text for m in fake_slack.dms_to(ALICE) + fake_slack.thread(roots[0]))

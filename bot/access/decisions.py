@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.access.access_model import model_of
 from bot.access.audit import AuditEventType, AuditLog
 from bot.access.directory import Directory
 from bot.access.filing import person_refusal
@@ -23,7 +24,7 @@ from bot.cloudflare.errors import CloudflareError
 from bot.core.clock import Clock
 from bot.core.config import Settings
 from bot.core.durations import format_duration
-from bot.slack.formatting import escape, mention, number, shown_roles, slack_date
+from bot.slack.formatting import escape, mention, number, scope_text, shown_roles, slack_date
 from bot.slack.gateway import SlackError, SlackGateway
 from storage.db import Database
 from storage.models import AccessRequest
@@ -166,7 +167,16 @@ class Decisions:
                 request_id, f":no_entry_sign: {mention(actor_id)} could not approve: {no_longer} Nothing was sent."
             )
             return Result(False, f"Not approved: {no_longer}")
-        requestable = {role.id: role for role in self._directory.requestable_roles(request.account_id)}
+        model = self._directory.access(request.account_id).model
+        if model is not model_of(request.access_model):
+            note = (
+                f"{escape(request.account_name)} now uses Cloudflare's {model.value} model, not the "
+                f"{model_of(request.access_model).value} the request was filed in; the requester should ask again."
+            )
+            self._notifier.reply(request_id, f":no_entry_sign: {mention(actor_id)} could not approve: {note}")
+            return Result(False, f"Not approved: {note}")
+        zoned = bool(request.zone_ids)
+        requestable = {role.id: role for role in self._directory.requestable(request.account_id, zoned=zoned)}
         granted = [requestable[role_id] for role_id in dict.fromkeys(granted_role_ids) if role_id in requestable]
         if not granted or len(granted) != len(set(granted_role_ids)):
             return Result(False, "Pick at least one grantable role in the role picker, then Approve again.")
@@ -191,6 +201,7 @@ class Decisions:
                 role_ids_granted=[role.id for role in granted],
                 access_ends_at=term["access_ends_at"].isoformat() if "access_ends_at" in term else None,
                 extends=request.extends_request_id,
+                zones=request.zone_names,
             ),
             granted_role_ids=[role.id for role in granted],
             granted_role_names=[role.name for role in granted],
@@ -209,15 +220,15 @@ class Decisions:
             return Result(False, already_decided(latest) if latest else "This request no longer exists.")
         if request.extends_request_id:
             return self._extend(request, actor_id, from_seconds(granted_duration_s))
-        names = shown_roles(role.name for role in granted)
         changed = (
             ""
             if [r.id for r in granted] == request.requested_role_ids
             else f" (requested: {shown_roles(request.requested_role_names)})"
         )
+        names = f"{shown_roles(role.name for role in granted)}{changed} on the {scope_text(request.zone_names)}"
         self._notifier.reply(
             request_id,
-            f":white_check_mark: Approved by {mention(actor_id)}, granting {names}{changed}"
+            f":white_check_mark: Approved by {mention(actor_id)}, granting {names}"
             f"{' until ' + slack_date(term['access_ends_at']) if 'access_ends_at' in term else ''}. "
             "Sending the Cloudflare invite…",
         )
@@ -225,7 +236,7 @@ class Decisions:
         self._notifier.tell(
             request.requester_slack_id,
             f":white_check_mark: Your request {number(request_id)} for *{escape(request.account_name)}* was approved "
-            f"by {mention(actor_id)}, granting {names}{changed}. The Cloudflare invite is on its way.",
+            f"by {mention(actor_id)}, granting {names}. The Cloudflare invite is on its way.",
         )
         self._outbox.send_soon(request_id)
         return Result(True, f"You approved {number(request_id)}.")

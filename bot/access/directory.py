@@ -1,4 +1,5 @@
-"""What the bot knows of Cloudflare and Slack people: accounts, roles, members, approvers.
+"""What the bot knows of Cloudflare and Slack people: accounts, what can be granted in each (roles
+or permission groups), zones, resource groups, members, approvers.
 
 Everything is cached briefly (DIRECTORY_CACHE_TTL) so that a burst of requests costs a constant
 number of Cloudflare reads; the member index is also updated with every member the bot creates.
@@ -7,19 +8,20 @@ number of Cloudflare reads; the member index is also updated with every member t
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bot.access.access_model import AccessModel, AccountAccess, Grantable, is_super_admin_name, requestable
 from bot.cloudflare.client import CloudflareClient
-from bot.cloudflare.errors import CloudflareError, CloudflareNotFound
-from bot.cloudflare.models import Account, Member, Role
+from bot.cloudflare.errors import CloudflareClientError, CloudflareError, CloudflareNotFound
+from bot.cloudflare.models import Account, Member, ResourceGroup, Role, Zone, account_scope_key
 from bot.core.clock import Clock
 from bot.core.config import Settings
 from bot.core.ttl_cache import Background, TtlCache
 from bot.slack.gateway import SlackError, SlackGateway
 
 log = logging.getLogger(__name__)
-SUPER_ADMIN_ROLE_PREFIX = "super administrator"
 
 
 @dataclass(frozen=True)
@@ -39,23 +41,25 @@ class MemberIndex:
 
 
 def is_super_admin_role(role: Role) -> bool:
-    return role.name.casefold().startswith(SUPER_ADMIN_ROLE_PREFIX)
+    return is_super_admin_name(role.name)
 
 
 def account_wide_key(account_id: str) -> str:
-    return f"com.cloudflare.api.account.{account_id}"
+    return account_scope_key(account_id)
 
 
-def holds_super_admin(member: Member, account_id: str, super_admin_role_ids: frozenset[str]) -> bool:
+def holds_super_admin(member: Member, account_id: str, super_admin_ids: frozenset[str]) -> bool:
     """Super Administrator by legacy role, or by an `allow` policy of the `all_privileges` group on
-    the account-wide resource group (the dashboard may grant it only that way since 2026)."""
-    if member.role_ids & super_admin_role_ids or any(is_super_admin_role(role) for role in member.roles if role.name):
+    the account-wide resource group (the dashboard may grant it only that way since 2026).
+
+    `super_admin_ids`: the Super Administrator role or permission group ids of the account's model.
+    """
+    if member.role_ids & super_admin_ids or any(is_super_admin_role(role) for role in member.roles if role.name):
         return True
-    account_wide = account_wide_key(account_id)
     return any(
         policy.access == "allow"
-        and any(group.label == "all_privileges" for group in policy.permission_groups)
-        and any(group.name == account_wide or account_wide in group.scope_keys() for group in policy.resource_groups)
+        and any(group.label == "all_privileges" or group.id in super_admin_ids for group in policy.permission_groups)
+        and any(group.is_account_wide(account_id) for group in policy.resource_groups)
         for policy in member.policies
     )
 
@@ -79,6 +83,12 @@ class Directory:
         # Members and approvers decide who may do what: always fresh within the TTL.
         self._accounts: TtlCache[str, list[Account]] = TtlCache(clock, ttl, background=background)
         self._roles: TtlCache[str, list[Role]] = TtlCache(clock, ttl, background=background)
+        # The account's model and what can be granted in it; zones feed the form's zone search.
+        self._access: TtlCache[str, AccountAccess] = TtlCache(clock, ttl, background=background)
+        self._zones: TtlCache[str, list[Zone]] = TtlCache(clock, ttl, background=background)
+        self._other_model: TtlCache[str, tuple[Grantable, ...]] = TtlCache(clock, ttl)
+        self._resource_groups: TtlCache[str, list[ResourceGroup]] = TtlCache(clock, ttl)
+        self._background = background
         self._members: TtlCache[str, MemberIndex] = TtlCache(clock, ttl)
         self._approvers: TtlCache[str, list[Approver]] = TtlCache(clock, ttl)
         self._slack_ids: TtlCache[str, str | None] = TtlCache(clock, ttl)
@@ -95,14 +105,15 @@ class Directory:
         return self._accounts.peek("all")
 
     def is_warm(self, account_id: str) -> bool:
-        """Accounts and this account's roles were loaded once: reading them costs no Cloudflare call."""
-        return self._accounts.has("all") and self._roles.has(account_id)
+        """Accounts and what this account grants were loaded once: reading them costs no Cloudflare call."""
+        return self._accounts.has("all") and self._access.has(account_id)
 
     def warm(self) -> None:
-        """Load accounts and every account's roles (at start-up), so the first modal waits on nothing."""
+        """Load accounts and every account's model and grantables (at start-up), so the first modal
+        waits on nothing."""
         try:
             for account in self.accounts():
-                self.roles(account.id)
+                self.access(account.id)
         except CloudflareError as error:
             log.warning("could not load accounts and roles from Cloudflare at start-up: %s", error)
 
@@ -122,18 +133,110 @@ class Directory:
         return next((account for account in self.accounts() if account.id == account_id), None)
 
     def roles(self, account_id: str) -> list[Role]:
+        """The legacy roles (`GET .../roles`), whatever the account's model."""
         return self._roles.get(account_id, lambda: self._cloudflare.list_roles(account_id))
 
-    def requestable_roles(self, account_id: str) -> list[Role]:
-        """REQUESTABLE_ROLES by name or id; unset means every role but Super Administrator."""
-        allowed = {entry.casefold() for entry in self._settings.requestable_roles}
-        roles = self.roles(account_id)
-        if not allowed:
-            return [role for role in roles if not is_super_admin_role(role)]
-        return [role for role in roles if role.id.casefold() in allowed or role.name.casefold() in allowed]
+    # --- the access model ------------------------------------------------------------------------
 
-    def super_admin_role_ids(self, account_id: str) -> frozenset[str]:
-        return frozenset(role.id for role in self.roles(account_id) if is_super_admin_role(role))
+    def access(self, account_id: str) -> AccountAccess:
+        return self._access.get(account_id, lambda: self._load_access(account_id))
+
+    def _load_access(self, account_id: str) -> AccountAccess:
+        """`auto`: permission groups where the account's policies API answers, else roles. A refusal
+        (404, 403) means "not here"; an outage raises, so a model is never decided on a timeout."""
+        chosen = self._settings.cloudflare_access_model
+        if chosen != AccessModel.ROLES.value:
+            try:
+                groups = self._cloudflare.list_permission_groups(account_id)
+            except CloudflareClientError as error:
+                if chosen == AccessModel.POLICIES.value:
+                    raise
+                log.info("account %s has no permission-groups API (%s): using legacy roles", account_id, error)
+            else:
+                return AccountAccess(AccessModel.POLICIES, tuple(Grantable.of_permission_group(g) for g in groups))
+        return AccountAccess(AccessModel.ROLES, tuple(Grantable.of_role(role) for role in self.roles(account_id)))
+
+    def grantables(self, account_id: str) -> list[Grantable]:
+        return list(self.access(account_id).grantables)
+
+    def requestable(self, account_id: str, *, zoned: bool | None = None) -> list[Grantable]:
+        """REQUESTABLE_ROLES (by name, label or id; unset: all but Super Administrator), narrowed to
+        what can be granted on zones (`zoned=True`) or on the whole account (`zoned=False`)."""
+        allowed = requestable(self.grantables(account_id), self._settings.requestable_roles)
+        return allowed if zoned is None else [grantable for grantable in allowed if grantable.fits(zoned)]
+
+    def super_admin_ids(self, account_id: str) -> frozenset[str]:
+        return self.access(account_id).super_admin_ids
+
+    def other_model(self, account_id: str) -> list[Grantable]:
+        """What the account's other model calls roles, to explain why a name exists only there.
+        Read only when a name matched nothing; empty when that API does not answer."""
+
+        def load() -> tuple[Grantable, ...]:
+            try:
+                if self.access(account_id).model is AccessModel.POLICIES:
+                    return tuple(Grantable.of_role(role) for role in self._cloudflare.list_roles(account_id))
+                groups = self._cloudflare.list_permission_groups(account_id)
+                return tuple(Grantable.of_permission_group(group) for group in groups)
+            except CloudflareClientError:
+                return ()
+
+        return list(self._other_model.get(account_id, load))
+
+    # --- zones and resource groups -------------------------------------------------------------
+
+    def zones(self, account_id: str) -> list[Zone]:
+        """Every zone of the account, for the form's search; served stale while a refresh runs."""
+        return self._zones.get(account_id, lambda: sorted(self._cloudflare.list_zones(account_id), key=_zone_order))
+
+    def zones_within(self, account_id: str, seconds: float) -> list[Zone] | None:
+        """The zones if they are cached, or if a load finishes within `seconds` (None otherwise), so
+        that an options request answers Slack in time whatever Cloudflare does."""
+        if self._zones.has(account_id) or self._background is None:
+            return self.zones(account_id)
+        loaded: list[list[Zone]] = []
+        done = threading.Event()
+
+        def load() -> None:
+            try:
+                loaded.append(self.zones(account_id))
+            except CloudflareError as error:
+                log.warning("could not list the zones of %s: %s", account_id, error)
+            finally:
+                done.set()
+
+        try:
+            self._background(load)
+        except RuntimeError:  # shutting down
+            return None
+        done.wait(seconds)
+        return loaded[0] if loaded else None
+
+    def warm_zones(self, account_id: str) -> None:
+        """Start loading the zones (an account was chosen in the form) without waiting."""
+        if self._background is not None and not self._zones.has(account_id):
+            self.zones_within(account_id, 0)
+
+    def find_zone(self, account_id: str, name: str) -> Zone | None:
+        """One zone by its exact name: one call (`GET /zones?account.id=...&name=...`), or none if
+        the account's zones are cached."""
+        cached = self._zones.peek(account_id)
+        wanted = name.strip().lower().rstrip(".")
+        if cached is not None:
+            return next((zone for zone in cached if zone.name.lower() == wanted), None)
+        return next(
+            (zone for zone in self._cloudflare.find_zones(account_id, wanted) if zone.name.lower() == wanted), None
+        )
+
+    def resource_groups(self, account_id: str, *, fresh: bool = False) -> list[ResourceGroup]:
+        return self._resource_groups.get(
+            account_id, lambda: self._cloudflare.list_resource_groups(account_id), fresh=fresh
+        )
+
+    def record_resource_group(self, account_id: str, group: ResourceGroup) -> None:
+        cached = self._resource_groups.peek(account_id)
+        if cached is not None:
+            self._resource_groups.put(account_id, [*cached, group])
 
     # --- members -------------------------------------------------------------------------------
 
@@ -150,6 +253,10 @@ class Directory:
         if index is not None:
             self._members.put(account_id, MemberIndex({**index.by_email, member.contact_email: member}))
 
+    def forget_members(self, account_id: str) -> None:
+        """The index no longer tells the truth (an update whose answer could not be read)."""
+        self._members.invalidate(account_id)
+
     def forget_member(self, account_id: str, email: str) -> None:
         index = self._members.peek(account_id)
         if index is not None:
@@ -163,7 +270,7 @@ class Directory:
         return self._approvers.get(account_id, lambda: self._load_approvers(account_id, fresh), fresh=fresh)
 
     def _load_approvers(self, account_id: str, fresh: bool) -> list[Approver]:
-        super_admin_ids = self.super_admin_role_ids(account_id)
+        super_admin_ids = self.super_admin_ids(account_id)
         index = self.members(account_id, fresh=fresh)
         approvers: list[Approver] = []
         for email, member in sorted(index.by_email.items()):
@@ -205,7 +312,7 @@ class Directory:
                 member is not None
                 and member.accepted
                 and member.contact_email == (cached.email or "")
-                and holds_super_admin(member, account_id, self.super_admin_role_ids(account_id))
+                and holds_super_admin(member, account_id, self.super_admin_ids(account_id))
             )
             if confirmed:
                 return True
@@ -222,3 +329,7 @@ class Directory:
 
     def accounts_approved_by(self, slack_id: str, account_ids: Sequence[str]) -> list[str]:
         return [account_id for account_id in account_ids if slack_id in self.approver_ids(account_id)]
+
+
+def _zone_order(zone: Zone) -> str:
+    return zone.name.lower()

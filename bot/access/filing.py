@@ -11,10 +11,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+from bot.access.access_model import AccessModel, Grantable
 from bot.access.audit import AuditEventType, AuditLog
 from bot.access.directory import Directory
 from bot.access.matching import resolve
+from bot.access.member_access import held_access, missing
 from bot.access.notifier import Notifier
+from bot.access.scope import MAX_ZONES
 from bot.access.terms import (
     DEFAULT,
     DurationRefused,
@@ -24,11 +27,11 @@ from bot.access.terms import (
     from_seconds,
     to_seconds,
 )
-from bot.cloudflare.models import Account, Role
+from bot.cloudflare.models import Account, Zone
 from bot.core.clock import Clock
 from bot.core.config import Settings
 from bot.core.durations import parse_duration
-from bot.slack.formatting import escape, mentions, number, shown_roles
+from bot.slack.formatting import escape, mentions, number, scope_text, shown_roles
 from bot.slack.gateway import SlackError, SlackGateway, SlackProfile
 from bot.slack.messages import request_root, summary_text
 from storage.db import Database
@@ -134,32 +137,148 @@ class Filing:
             raise Refusal(f"`{escape(query)}` matches several accounts: {_candidates(names)}. Type more of the name.")
         raise Refusal(f"No requestable account matches `{escape(query)}`. Accounts: {_candidates(names) or '(none)'}.")
 
-    def resolve_roles(self, account: Account, query: str) -> list[Role]:
-        roles = self._directory.requestable_roles(account.id)
-        chosen: list[Role] = []
+    def resolve_roles(self, account: Account, query: str) -> list[Grantable]:
+        """Roles, or permission groups in the policies model (by id, name or label)."""
+        access = self._directory.access(account.id)
+        kind = "permission group" if access.model is AccessModel.POLICIES else "role"
+        roles = self._directory.requestable(account.id)
+        chosen: list[Grantable] = []
         for part in [p.strip() for p in query.split(",") if p.strip()]:
-            found = resolve(part, roles, key=lambda r: r.id, name=lambda r: r.name)
+            found = resolve(part, roles, key=lambda r: r.id, name=lambda r: r.name, alias=lambda r: r.label)
             if found.match is None:
                 if found.ambiguous:
                     names = [r.name for r in found.candidates]
                     raise Refusal(
-                        f"`{escape(part)}` matches several roles of {escape(account.name)}: {_candidates(names)}."
+                        f"`{escape(part)}` matches several {kind}s of {escape(account.name)}: {_candidates(names)}."
                     )
-                blocked = resolve(part, self._directory.roles(account.id), key=lambda r: r.id, name=lambda r: r.name)
+                blocked = resolve(
+                    part, list(access.grantables), key=lambda r: r.id, name=lambda r: r.name, alias=lambda r: r.label
+                )
                 if blocked.match is not None:
                     raise Refusal(
-                        f"{escape(blocked.match.name)} cannot be requested through Slack. Requestable roles: "
+                        f"{escape(blocked.match.name)} cannot be requested through Slack. Requestable {kind}s: "
                         f"{_candidates([r.name for r in roles])}."
                     )
-                raise Refusal(
-                    f"No requestable role of {escape(account.name)} matches `{escape(part)}`. "
-                    f"Roles: {_candidates([r.name for r in roles])}."
-                )
-            if found.match not in chosen:
-                chosen.append(found.match)
+                match = self._from_other_model(account, part, kind, roles)
+            else:
+                match = found.match
+            if match not in chosen:
+                chosen.append(match)
         if not chosen:
             raise Refusal("Name at least one role, e.g. `Administrator` or `DNS,Billing`.", field="roles")
         return chosen
+
+    def _from_other_model(self, account: Account, part: str, kind: str, roles: Sequence[Grantable]) -> Grantable:
+        """Nothing matched. A legacy role id (or a group id) whose role has a same-named group here is
+        taken as that group (Cloudflare asks integrations to remap stored role ids); a name that
+        exists only in the other model is refused, saying so plainly."""
+        other = resolve(
+            part,
+            self._directory.other_model(account.id),
+            key=lambda r: r.id,
+            name=lambda r: r.name,
+            alias=lambda r: r.label,
+        )
+        listed = f"{kind.capitalize()}s: {_candidates([r.name for r in roles])}."
+        if other.match is None:
+            raise Refusal(f"No requestable {kind} of {escape(account.name)} matches `{escape(part)}`. {listed}")
+        same = [role for role in roles if role.name.casefold() == other.match.name.casefold()]
+        if len(same) == 1:
+            return same[0]
+        if kind == "role":
+            raise Refusal(
+                f"{escape(other.match.name)} is a permission group, and {escape(account.name)} is managed with "
+                f"legacy roles here, which cannot grant it. Nothing was filed. {listed}"
+            )
+        raise Refusal(
+            f"{escape(other.match.name)} is a legacy role with no permission group on {escape(account.name)}, "
+            f"which uses permission policies. Nothing was filed. {listed}"
+        )
+
+    def resolve_zones(self, account: Account, names: Sequence[str]) -> list[Zone]:
+        """Zones by exact name (one lookup each), else by a unique start of a name among the
+        account's zones. Only the policies model can scope a grant to zones."""
+        if not names:
+            return []
+        if self._directory.access(account.id).model is not AccessModel.POLICIES:
+            raise Refusal(
+                f"{escape(account.name)} is managed with legacy roles, which Cloudflare grants on the whole "
+                "account only: zone-scoped access needs its permission policies. Ask without `on ZONE`, or ask a "
+                "Super Administrator. Nothing was filed."
+            )
+        wanted = list(dict.fromkeys(name.strip().lower().rstrip(".") for name in names if name.strip()))
+        if len(wanted) > MAX_ZONES:
+            raise Refusal(
+                f"{len(wanted)} zones is more than one grant takes ({MAX_ZONES}). Ask for fewer zones, or for "
+                "the whole account. Nothing was filed.",
+                field="zones",
+            )
+        zones: list[Zone] = []
+        for name in wanted:
+            zone = self._directory.find_zone(account.id, name)
+            if zone is None:
+                zone = self._zone_by_prefix(account, name)
+            if zone not in zones:
+                zones.append(zone)
+        return zones
+
+    def _zone_by_prefix(self, account: Account, name: str) -> Zone:
+        known = self._directory.zones(account.id)
+        found = resolve(name, known, key=lambda z: z.id, name=lambda z: z.name)
+        if found.match is not None:
+            return found.match
+        if found.ambiguous:
+            raise Refusal(
+                f"`{escape(name)}` matches several zones of {escape(account.name)}: "
+                f"{_candidates([z.name for z in found.candidates])}. Type the whole zone name. Nothing was filed.",
+                field="zones",
+            )
+        raise Refusal(
+            f"{escape(account.name)} has no zone `{escape(name)}`. Nothing was filed. Check the name with a Super "
+            "Administrator, or ask for the whole account.",
+            field="zones",
+        )
+
+    def zones_by_id(self, account: Account, zone_ids: Sequence[str]) -> list[Zone]:
+        """The zones chosen in the form (ids), checked against the account's zones."""
+        if not zone_ids:
+            return []
+        known = {zone.id: zone for zone in self._directory.zones(account.id)}
+        gone = [zone_id for zone_id in zone_ids if zone_id not in known]
+        if gone:
+            raise Refusal(
+                f"{len(gone)} of the chosen zones no longer belong to {escape(account.name)}; open the form again.",
+                field="zones",
+            )
+        return [known[zone_id] for zone_id in dict.fromkeys(zone_ids)]
+
+    def check_scope(self, account: Account, roles: Sequence[Grantable], zone_count: int) -> None:
+        """A permission group is granted either on zones or on the whole account: never the wrong one
+        (Cloudflare would refuse it with error 1006 at the invite). No Cloudflare call once warm."""
+        zoned = zone_count > 0
+        if zoned and self._directory.access(account.id).model is not AccessModel.POLICIES:
+            raise Refusal(
+                f"{escape(account.name)} is managed with legacy roles: access cannot be scoped to zones there.",
+                field="zones",
+            )
+        if zone_count > MAX_ZONES:
+            raise Refusal(f"Choose at most {MAX_ZONES} zones, or none for the whole account.", field="zones")
+        misfits = [role for role in roles if not role.fits(zoned)]
+        if not misfits:
+            return
+        fitting = [role.name for role in self._directory.requestable(account.id, zoned=zoned)]
+        names = shown_roles(role.name for role in misfits)
+        if zoned:
+            raise Refusal(
+                f"{names} cannot be scoped to zones (Cloudflare grants it on the whole account only). For zones "
+                f"choose {_candidates(fitting) or 'a domain permission group'}, or ask without zones. Nothing was filed.",
+                field="roles",
+            )
+        raise Refusal(
+            f"{names} applies to zones only: name the zones (`on example.com`, or the Zones field), or choose an "
+            f"account-wide group: {_candidates(fitting) or '(none)'}. Nothing was filed.",
+            field="roles",
+        )
 
     # --- checks that need no Cloudflare call (modal submission answers within Slack's 3 s) ------
 
@@ -182,7 +301,14 @@ class Filing:
         if refused:
             raise Refusal(refused)
 
-    def check_fields(self, profile: SlackProfile, account: Account, roles: Sequence[Role], reason: str) -> str:
+    def check_fields(
+        self,
+        profile: SlackProfile,
+        account: Account,
+        roles: Sequence[Grantable],
+        reason: str,
+        zone_count: int = 0,
+    ) -> str:
         reason = reason.strip()
         if not has_visible_text(reason):
             raise Refusal("Give a reason: approvers need to know why (1 to 500 characters).", field="reason")
@@ -196,12 +322,13 @@ class Filing:
                 f"Invites may only go to addresses at {escape(', '.join(allowed))}; your Slack e-mail is {escape(email)}. "
                 "Ask a Slack admin to fix your profile e-mail."
             )
-        requestable = {role.id for role in self._directory.requestable_roles(account.id)}
+        requestable = {role.id for role in self._directory.requestable(account.id)}
         refused = [role.name for role in roles if role.id not in requestable]
         if refused:
             raise Refusal(f"{shown_roles(refused)} cannot be requested through Slack.", field="roles")
         if not roles:
             raise Refusal("Choose at least one role.", field="roles")
+        self.check_scope(account, roles, zone_count)
         with self._db.session() as session:
             existing = open_request_for(session, profile.user_id, account.id)
         if existing is not None:
@@ -234,18 +361,21 @@ class Filing:
         self,
         profile: SlackProfile,
         account: Account,
-        roles: Sequence[Role],
+        roles: Sequence[Grantable],
         reason: str,
         duration: Requested = DEFAULT,
         *,
         extends: AccessRequest | None = None,
+        zones: Sequence[Zone] = (),
     ) -> Filed:
         """Check everything, store the request, post it to the approvers; raise Refusal if anything fails.
 
         `duration` None means permanent (refused when MAX_ACCESS_DURATION is set); DEFAULT applies
         DEFAULT_ACCESS_DURATION. An extension (`extends`) asks for more time on a grant the requester holds.
+        `zones` scope the grant (policies model); none means the whole account.
         """
-        reason = self.check_fields(profile, account, roles, reason)
+        reason = self.check_fields(profile, account, roles, reason, len(zones))
+        model = self._directory.access(account.id).model
         try:
             term = effective_duration(duration, self._settings)
         except DurationRefused as refused:
@@ -254,10 +384,15 @@ class Filing:
             raise Refusal("An extension needs a duration.", field="duration")
         email = (profile.email or "").lower()
         member = self._directory.members(account.id).find(email) if extends is None else None
-        if member is not None and member.role_ids >= {role.id for role in roles}:
-            held = shown_roles(role.name for role in member.roles)
+        zone_ids = [zone.id for zone in zones]
+        if member is not None and not missing(member, account.id, model, [r.id for r in roles], zone_ids=zone_ids):
+            held = escape(held_access(member, account.id, model))
             state = "" if member.accepted else " (invite pending: accept the e-mail from Cloudflare)"
-            raise Refusal(f"You are already a member of {escape(account.name)} with {held}{state}. Nothing was filed.")
+            raise Refusal(
+                f"You are already a member of {escape(account.name)} with {held}{state}, which covers "
+                f"{shown_roles(role.name for role in roles)} on the {scope_text(z.name for z in zones)}. "
+                "Nothing was filed."
+            )
         approvers = self._directory.approvers(account.id)
         if not approvers:
             raise Refusal(
@@ -276,6 +411,9 @@ class Filing:
             requester_standing=profile.standing,
             requested_duration_s=to_seconds(term),
             extends_request_id=extends.id if extends is not None else None,
+            access_model=model.value,
+            zone_ids=zone_ids or None,
+            zone_names=[zone.name for zone in zones] or None,
         )
         with self._db.session() as session:
             try:
@@ -298,15 +436,17 @@ class Filing:
                 account_name=account.name,
                 roles_requested=new.requested_role_names,
                 role_ids_requested=new.requested_role_ids,
+                access_model=model.value,
+                zones=new.zone_names,
                 reason=reason,
             )
         approver_ids = [approver.slack_id for approver in approvers]
-        delivered_to = self._route(request, approver_ids, roles)
+        delivered_to = self._route(request, approver_ids)
         return Filed(request, approver_ids, delivered_to)
 
-    def _route(self, request: AccessRequest, approver_ids: list[str], roles: Sequence[Role]) -> str:
+    def _route(self, request: AccessRequest, approver_ids: list[str]) -> str:
         """Post the thread root once to APPROVAL_CHANNEL, or as a DM to each approver."""
-        grantable = self._directory.requestable_roles(request.account_id)
+        grantable = self._directory.requestable(request.account_id, zoned=bool(request.zone_ids))
         blocks = request_root(
             request,
             now=self._clock.now(),
@@ -360,6 +500,6 @@ def filed_message(filed: Filed) -> str:
     request = filed.request
     return (
         f"Request {number(request.id)} filed: {shown_roles(request.requested_role_names)} on "
-        f"*{escape(request.account_name)}* for {escape(request.requester_email)}. Sent to {filed.delivered_to}; approvers: {mentions(filed.approver_ids)}. "
+        f"*{escape(request.account_name)}* ({scope_text(request.zone_names)}) for {escape(request.requester_email)}. Sent to {filed.delivered_to}; approvers: {mentions(filed.approver_ids)}. "
         f"You'll get a DM when it is decided. Follow it with `/cf-access status`."
     )

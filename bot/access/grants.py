@@ -5,9 +5,10 @@ the state it will end in and why), and a worker claims it by a conditional updat
 an in-flight lease, so it runs once across replicas and restarts. The bot removes exactly what it
 added: the member its own POST created (`DELETE .../members/{id}`, pending or accepted), or, for
 access it added to a membership that existed before, a `PUT` of the member's current access less
-exactly that (`access_added`); any other membership is left alone and the approvers are told. A refusal by Cloudflare is
-retried with backoff and reported once in the thread: a grant is never forgotten. A crash between
-the DELETE and the state change is harmless: the retry's DELETE answers 404, which counts as done.
+exactly that (`access_added`); any other membership is left alone and the approvers are told. A
+refusal by Cloudflare is retried with backoff and reported once in the thread: a grant is never
+forgotten. A crash between the DELETE (or PUT) and the state change is harmless: the retry's
+DELETE answers 404, and its PUT finds the grant gone, which both count as done.
 """
 
 from __future__ import annotations

@@ -9,12 +9,12 @@ from collections.abc import Callable
 
 from sqlalchemy import func, select
 
+from bot.access.access_model import Grantable
 from bot.access.review_summary import reviews_for_approver
 from bot.access.services import Services
 from bot.cloudflare.errors import CloudflareError
-from bot.cloudflare.models import Role
 from bot.slack.gateway import SlackError, View
-from bot.slack.home import home_view
+from bot.slack.home import grant_key, home_view
 from storage.models import AccessRequest
 from storage.repository import pending_for_accounts, requests_of
 
@@ -47,7 +47,10 @@ def build_home(services: Services, user_id: str) -> View:
         request for request in candidates if request.account_id in approvable and request.requester_slack_id != user_id
     ]
     waiting = all_waiting[:MAX_PENDING]
-    grantable = {account_id: _grantable(services, account_id) for account_id in {r.account_id for r in waiting}}
+    grantable = {
+        grant_key(request): _grantable(services, request.account_id, zoned=bool(request.zone_ids))
+        for request in waiting
+    }
     with services.db.session() as session:
         # The last review's counts (no Cloudflare or Slack call): only for the accounts they approve for.
         reviewed, reviewed_at = reviews_for_approver(session, user_id, account_ids or None)
@@ -63,10 +66,11 @@ def build_home(services: Services, user_id: str) -> View:
     )
 
 
-def _grantable(services: Services, account_id: str) -> list[Role]:
-    """The roles to offer; none when Cloudflare cannot say (the Home tab then points to the thread)."""
+def _grantable(services: Services, account_id: str, *, zoned: bool) -> list[Grantable]:
+    """The roles to offer (for the request's scope); none when Cloudflare cannot say (the Home tab
+    then points to the thread)."""
     try:
-        return services.directory.requestable_roles(account_id)
+        return services.directory.requestable(account_id, zoned=zoned)
     except CloudflareError as error:
         log.warning("Home tab without the role picker for account %s: %s", account_id, error)
         return []

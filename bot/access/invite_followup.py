@@ -6,14 +6,16 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from datetime import datetime
+from typing import Any
 
+from bot.access.access_model import AccessModel, model_of
 from bot.access.audit import AuditEventType
 from bot.access.decisions import Result
 from bot.access.services import Services
 from bot.access.state_change import change_state
 from bot.access.two_factor import nudge_two_factor
 from bot.cloudflare.errors import CloudflareError, CloudflareNotFound
-from bot.cloudflare.models import Member
+from bot.cloudflare.models import Member, PolicySpec
 from bot.core.durations import format_duration
 from bot.slack.formatting import escape, mention, mentions, number, shown_roles
 from bot.slack.messages import resend_offer
@@ -273,9 +275,7 @@ class InviteFollowUp:
             services.notifier.refresh_roots(request_id)
             return Result(False, escape(note))
         try:
-            member = cloudflare.create_member(
-                request.account_id, email=request.requester_email, role_ids=list(request.granted_role_ids or [])
-            )
+            member = cloudflare.create_member(request.account_id, email=request.requester_email, **_access_of(request))
         except CloudflareError as error:
             with services.db.session() as session:
                 transition(
@@ -327,3 +327,12 @@ class InviteFollowUp:
             "from the e-mail.",
         )
         return Result(True, f"Resent the invite of {number(request_id)}.")
+
+
+def _access_of(request: AccessRequest) -> dict[str, Any]:
+    """The same access as the first invite: its roles, or its policy on the same resource group."""
+    granted = list(request.granted_role_ids or [])
+    if model_of(request.access_model) is AccessModel.POLICIES and request.resource_group_id:
+        policy = PolicySpec(permission_group_ids=tuple(granted), resource_group_ids=(request.resource_group_id,))
+        return {"policies": [policy]}
+    return {"role_ids": granted}

@@ -20,16 +20,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.access.access_model import AccessModel, model_of
 from bot.access.audit import AuditEventType, AuditLog
 from bot.access.directory import Directory
+from bot.access.member_access import added_record, missing, roles_would_lose, with_added
 from bot.access.notifier import Notifier
+from bot.access.scope import resource_group_for
 from bot.cloudflare.client import CloudflareClient
-from bot.cloudflare.errors import CloudflareClientError, CloudflareError, CloudflareRateLimited
-from bot.cloudflare.models import Member, Role
+from bot.cloudflare.errors import (
+    CloudflareClientError,
+    CloudflareError,
+    CloudflareNotFound,
+    CloudflareRateLimited,
+    CloudflareUnreadable,
+)
+from bot.cloudflare.models import Member, PolicySpec, Role
 from bot.cloudflare.pacing import LONGEST_PAUSE, CloudflarePaused
 from bot.core.clock import Clock
 from bot.core.config import Settings
-from bot.slack.formatting import escape, mention, number, role_list, shown_roles
+from bot.slack.formatting import escape, mention, number, role_list, scope_label, scope_text, shown_roles
 from bot.slack.messages import text_block
 from storage.db import Database
 from storage.models import AccessRequest
@@ -58,6 +67,12 @@ class InviteOutcome:
     error: str | None = None
     #: The member exists because the bot's own POST created it (answered, or lost and adopted).
     created_by_bot: bool = False
+    #: What the bot's PUT added to a membership that existed before (`access_added`).
+    added: dict[str, Any] | None = None
+
+
+#: Cloudflare's code for a permission group granted on a resource group of the wrong scope.
+SCOPE_MISMATCH = 1006
 
 
 def _failed(error: str, member_id: str | None = None) -> InviteOutcome:
@@ -291,8 +306,10 @@ class InviteOutbox:
         return 0
 
     def _attempt(self, request: AccessRequest, *, may_exist: bool) -> InviteOutcome:
-        """Look the e-mail up, then POST. Raises CloudflareError only when trying again later may succeed."""
-        granted = request.granted_role_ids or request.requested_role_ids
+        """Look the e-mail up, then POST (or PUT the missing access onto an existing membership).
+        Raises CloudflareError only when trying again later may succeed."""
+        granted = list(request.granted_role_ids or request.requested_role_ids)
+        model = model_of(request.access_model)
         # Only after a POST of ours went out with no clear answer (in any run, any process: a 5xx, a
         # timeout, a crash) can a member found be the bot's own. It is recorded before each POST and
         # put back when Cloudflare clearly refuses (a refused POST created nothing).
@@ -301,15 +318,21 @@ class InviteOutbox:
             existing = self._directory.members(request.account_id, fresh=may_exist).find(request.requester_email)
             if existing is not None:
                 return self._existing_member(request, existing, ours=posted_at is not None)
+            policies = self._policies(request, granted, model)
             with self._db.session() as session:
                 claim(session, request.id, invite_posted_at=self._clock.now())
             member = self._cloudflare.create_member(
-                request.account_id, email=request.requester_email, role_ids=list(granted)
+                request.account_id,
+                email=request.requester_email,
+                role_ids=None if policies is not None else granted,
+                policies=policies,
             )
             # Cloudflare's answer carries no roles: the index learns the granted ones, with their names.
             names = request.granted_role_names or request.requested_role_names or []
             roles = [Role(id=role_id, name=name) for role_id, name in zip(granted, names, strict=False)]
-            self._directory.record_member(request.account_id, member.model_copy(update={"roles": roles}))
+            if model is AccessModel.ROLES:
+                member = member.model_copy(update={"roles": roles})
+            self._directory.record_member(request.account_id, member)
             return InviteOutcome(RequestStatus.INVITED, AuditEventType.INVITE_SENT, member.id, created_by_bot=True)
         except CloudflareRateLimited:
             raise
@@ -323,48 +346,140 @@ class InviteOutbox:
                 existing = None
             if existing is not None:
                 return self._existing_member(request, existing, ours=posted_at is not None)
-            return _failed(f"Cloudflare refused the invite: {error}")
+            return _failed(self._refused(request, error, "the invite"))
         except CloudflareError as error:
             if not error.retryable:
                 return _failed(f"Cloudflare error: {error}")
             raise
 
-    def _posted_at(self, request_id: int) -> datetime | None:
+    def _policies(self, request: AccessRequest, granted: list[str], model: AccessModel) -> list[PolicySpec] | None:
+        """The new member's one `allow` policy (policies model), on the request's resource group."""
+        if model is not AccessModel.POLICIES:
+            return None
+        return [PolicySpec(permission_group_ids=tuple(granted), resource_group_ids=(self._resource_group(request),))]
+
+    def _resource_group(self, request: AccessRequest) -> str:
+        """Found (or, for zones, created) once, then kept on the request for retries and the removal."""
+        stored = self._stored(request.id)
+        if stored is not None and stored.resource_group_id:
+            return stored.resource_group_id
+        group = resource_group_for(
+            self._cloudflare, self._directory, request.account_id, request.zone_ids or [], request.zone_names or []
+        )
         with self._db.session() as session:
-            request = get_request(session, request_id)
-        return request.invite_posted_at if request is not None else None
+            claim(session, request.id, resource_group_id=group.id)
+        return group.id
+
+    def _refused(self, request: AccessRequest, error: CloudflareError, what: str) -> str:
+        if error.code == SCOPE_MISMATCH:
+            return (
+                f"Cloudflare refused {role_list(request.granted_role_names or [])} on the "
+                f"{scope_label(request.zone_names)}: that permission group cannot be granted on that scope "
+                f"(error 1006: {error.message}). Nothing was changed; file a request with a group that fits "
+                "the scope (`/cf-access roles ACCOUNT` says which fit zones)."
+            )
+        return f"Cloudflare refused {what}: {error}"
+
+    def _posted_at(self, request_id: int) -> datetime | None:
+        stored = self._stored(request_id)
+        return stored.invite_posted_at if stored is not None else None
+
+    def _stored(self, request_id: int) -> AccessRequest | None:
+        with self._db.session() as session:
+            return get_request(session, request_id)
 
     def _existing_member(self, request: AccessRequest, member: Member, *, ours: bool) -> InviteOutcome:
         """A membership found for the e-mail. It is the bot's own only if a POST of ours went out and it
-        holds what that POST granted; anything else is never recorded as granted by the bot."""
-        granted = set(request.granted_role_ids or request.requested_role_ids)
-        holds_grant = member.role_ids >= granted
-        if ours and holds_grant:
+        holds what that POST granted; anything else is never recorded as granted by the bot. A
+        membership that lacks part of the grant gets it added (PUT), nothing else changed."""
+        model = model_of(request.access_model)
+        granted = list(request.granted_role_ids or request.requested_role_ids)
+        stored = self._stored(request.id)
+        resource_group_id = stored.resource_group_id if stored is not None else None
+        lacking = missing(
+            member,
+            request.account_id,
+            model,
+            granted,
+            zone_ids=request.zone_ids or [],
+            resource_group_id=resource_group_id,
+        )
+        if lacking:
+            return self._add_missing(request, member, model, granted)
+        added = stored.access_added if stored is not None else None
+        if added and added.get("member_id") == member.id:
+            # A PUT of ours went out and its answer was lost: the access it added is the bot's grant.
+            status = RequestStatus.ACCEPTED if member.accepted else RequestStatus.INVITED
+            return InviteOutcome(status, AuditEventType.ACCESS_ADDED, member.id, added=added)
+        if ours:
             return InviteOutcome(
                 RequestStatus.ACCEPTED if member.accepted else RequestStatus.INVITED,
                 AuditEventType.INVITE_ADOPTED,
                 member.id,
                 created_by_bot=True,
             )
-        if member.accepted and holds_grant:
+        if member.accepted:
             return InviteOutcome(RequestStatus.ACCEPTED, AuditEventType.ALREADY_MEMBER, member.id)
-        if holds_grant:  # a pending invite made in the dashboard: followed, never deleted or re-sent
-            return InviteOutcome(RequestStatus.INVITED, AuditEventType.INVITE_ADOPTED, member.id)
-        held = role_list(role.name for role in member.roles)
-        return InviteOutcome(
-            RequestStatus.FAILED,
-            AuditEventType.ALREADY_MEMBER,
-            member.id,
-            f"{request.requester_email} is already a member of {request.account_name} ({member.status}, "
-            f"roles: {held}). No second invite was sent; a Super Administrator can change roles in the "
-            "Cloudflare dashboard.",
+        # A pending invite made in the dashboard: followed, never deleted or re-sent.
+        return InviteOutcome(RequestStatus.INVITED, AuditEventType.INVITE_ADOPTED, member.id)
+
+    def _add_missing(
+        self, request: AccessRequest, listed: Member, model: AccessModel, granted: list[str]
+    ) -> InviteOutcome:
+        """PUT everything the member holds plus the missing part of the grant, recording exactly what
+        is added before the PUT goes out (so that a lost answer is recognised as the bot's own)."""
+        account_id = request.account_id
+        try:
+            # Re-read: a PUT replaces the member's whole access, so it must start from what holds now.
+            member = self._cloudflare.get_member(account_id, listed.id)
+        except CloudflareNotFound:
+            self._directory.forget_member(account_id, request.requester_email)
+            raise CloudflareUnreadable(f"the membership of {request.requester_email} vanished; looking again") from None
+        except CloudflareRateLimited:
+            raise
+        except CloudflareClientError as error:
+            return _failed(f"Cloudflare refused to read the existing membership: {error}", listed.id)
+        if model is AccessModel.ROLES and roles_would_lose(member, account_id):
+            return _failed(
+                f"{request.requester_email} is already a member of {request.account_name} and holds zone-scoped "
+                "or deny policies, which an update by legacy roles would drop. Nothing was changed; a Super "
+                "Administrator can add the access in the Cloudflare dashboard.",
+                member.id,
+            )
+        resource_group_id = self._resource_group(request) if model is AccessModel.POLICIES else None
+        lacking = missing(
+            member, account_id, model, granted, zone_ids=request.zone_ids or [], resource_group_id=resource_group_id
         )
+        if not lacking:
+            return self._existing_member(request, member, ours=False)
+        record = {**added_record(model, lacking, resource_group_id), "member_id": member.id}
+        with self._db.session() as session:
+            claim(session, request.id, access_added=record)
+        update = with_added(member, model, lacking, resource_group_id)
+        try:
+            updated = self._cloudflare.update_member(
+                account_id, member.id, role_ids=update.role_ids, policies=update.policies
+            )
+        except CloudflareRateLimited:
+            raise
+        except CloudflareClientError as error:
+            with self._db.session() as session:
+                claim(session, request.id, access_added=None)  # a refused PUT changed nothing
+            return _failed(self._refused(request, error, "to add the access"), member.id)
+        except CloudflareError:
+            self._directory.forget_members(account_id)
+            raise
+        self._directory.record_member(account_id, updated)
+        status = RequestStatus.ACCEPTED if member.accepted else RequestStatus.INVITED
+        return InviteOutcome(status, AuditEventType.ACCESS_ADDED, member.id, added=record)
 
     def _finish(self, request: AccessRequest, outcome: InviteOutcome, *, attempts: int | None = None) -> None:
         now = self._clock.now()
         values: dict[str, Any] = {"invite_lease_until": None}
         if outcome.created_by_bot:
             values["member_created_by_bot"] = True
+        if outcome.added is not None:
+            values["member_added_to"] = True
         if outcome.status == RequestStatus.INVITED:
             values.update(
                 cloudflare_member_id=outcome.member_id,
@@ -386,6 +501,8 @@ class InviteOutbox:
             counted: dict[str, Any] = (
                 {"invite_attempts": attempts} if outcome.status == RequestStatus.FAILED and attempts else {}
             )
+            if outcome.added is not None:
+                counted["access_added"] = outcome.added
             self._audit.record(
                 session,
                 outcome.event,
@@ -393,6 +510,7 @@ class InviteOutbox:
                 cloudflare_member_id=outcome.member_id,
                 roles_granted=request.granted_role_names,
                 role_ids_granted=request.granted_role_ids,
+                zones=request.zone_names,
                 error=outcome.error,
                 **counted,
             )
@@ -403,7 +521,18 @@ class InviteOutbox:
         roles = shown_roles(request.granted_role_names or [])
         account = escape(request.account_name)
         email = escape(request.requester_email)
-        if outcome.event == AuditEventType.INVITE_ADOPTED:
+        if outcome.event == AuditEventType.ACCESS_ADDED:
+            scope = scope_text(request.zone_names)
+            thread = (
+                f":heavy_plus_sign: {email} was already a member of {account}: the bot added {roles} on the "
+                f"{scope} to that membership and changed nothing else."
+            )
+            dm = (
+                f":heavy_plus_sign: Your request {number(request.id)} was approved: {roles} on the {scope} "
+                f"{'was added to your membership' if outcome.status == RequestStatus.ACCEPTED else 'was added to your pending invite'} "
+                f"of *{account}*."
+            )
+        elif outcome.event == AuditEventType.INVITE_ADOPTED:
             thread = (
                 f":email: Cloudflare already holds a membership for {email} in {account} "
                 f"({outcome.status}); no second invite was sent."

@@ -44,7 +44,7 @@ class Notifier:
         if request.status == RequestStatus.PENDING.value:
             try:
                 approver_ids = sorted(self._directory.approver_ids(request.account_id))
-                roles = self._directory.requestable_roles(request.account_id)
+                roles = self._directory.requestable(request.account_id, zoned=bool(request.zone_ids))
             except CloudflareError as error:
                 log.warning("rendering #%s without fresh roles: %s", request.id, error)
         return request_root(

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.access.directory import account_wide_key, holds_super_admin
+from bot.access.directory import holds_super_admin
 from bot.access.services import Services
 from bot.cloudflare.models import Account, Member, Policy
 from bot.core.durations import format_duration
@@ -34,7 +34,8 @@ PROGRESS_EVERY = 250
 
 @dataclass(frozen=True)
 class Grant:
-    """One of the bot's requests that created a member (its own POST, answered or adopted)."""
+    """One of the bot's requests that created a member (its own POST, answered or adopted), or added
+    access to an existing one (its PUT)."""
 
     request_id: int
     member_id: str
@@ -97,29 +98,42 @@ class AccountReview:
 
 
 def _scope(policy: Policy, account_id: str) -> str:
-    account_wide = account_wide_key(account_id)
     scopes: list[str] = []
     for group in policy.resource_groups:
-        keys = group.scope_keys()
-        if group.name == account_wide or account_wide in keys:
+        if group.is_account_wide(account_id):
             scopes.append("account")
         else:
-            zones = sorted(key.rsplit(".", 1)[-1] for key in keys if ".zone." in key)
+            zones = sorted(group.zone_ids)
             scopes.append(group.name or ("zones " + ", ".join(zones) if zones else group.id))
     return ", ".join(scopes) or "no scope"
 
 
-def access_pieces(member: Member, account_id: str) -> list[tuple[str, str]]:
-    """(id, shown text) of each piece of access: roles when the member has any, else policies."""
-    if member.roles:
+def policy_piece_id(permission_group_id: str, resource_group_id: str) -> str:
+    """A piece of policy access: a permission group on one resource group."""
+    return f"{permission_group_id}@{resource_group_id}"
+
+
+def access_pieces(member: Member, account_id: str, *, policies: bool = False) -> list[tuple[str, str]]:
+    """(id, shown text) of each piece of access: policies in the policies model (`policies`) or when
+    the member has no roles, else roles."""
+    if member.roles and not (policies and member.policies):
         return [(role.id, role.name or role.id) for role in member.roles]
     pieces = []
     for policy in member.policies:
         deny = "deny " if policy.access == "deny" else ""
+        scope = _scope(policy, account_id)
         for group in policy.permission_groups:
             shown = group.name or group.label or group.id
-            pieces.append((group.id, f"{deny}{shown} on {_scope(policy, account_id)}"))
+            for piece_id in [policy_piece_id(group.id, rg.id) for rg in policy.resource_groups] or [group.id]:
+                pieces.append((piece_id, f"{deny}{shown} on {scope}"))
     return pieces
+
+
+def grant_piece_ids(model: str | None, grantable_ids: Iterable[str], resource_group_id: str | None) -> frozenset[str]:
+    """The pieces a request granted, in the ids `access_pieces` gives them."""
+    if model == "policies" and resource_group_id:
+        return frozenset(policy_piece_id(grantable_id, resource_group_id) for grantable_id in grantable_ids)
+    return frozenset(grantable_ids)
 
 
 def build_row(
@@ -127,9 +141,11 @@ def build_row(
     member: Member,
     grants: Sequence[Grant],
     person: SlackPerson,
-    super_admin_role_ids: frozenset[str],
+    super_admin_ids: frozenset[str],
+    *,
+    policies: bool = False,
 ) -> ReportRow:
-    pieces = access_pieces(member, account.id)
+    pieces = access_pieces(member, account.id, policies=policies)
     granted_ids = frozenset().union(*(grant.piece_ids for grant in grants)) if grants else frozenset()
     granted_by = [f"#{grant.request_id}" for grant in sorted(grants, key=lambda grant: grant.request_id)]
     if not grants or any(piece_id not in granted_ids for piece_id, _ in pieces):
@@ -147,7 +163,7 @@ def build_row(
         access_ends_at=min(ends) if ends else None,
         slack_status=person.status,
         two_factor=member.user.two_factor_authentication_enabled if member.accepted else None,
-        super_admin=member.accepted and holds_super_admin(member, account.id, super_admin_role_ids),
+        super_admin=member.accepted and holds_super_admin(member, account.id, super_admin_ids),
         invited_at=max(invited) if invited and member.status == "pending" else None,
     )
 
@@ -196,10 +212,11 @@ def review_account(
     grants: Iterable[Grant],
     people: Mapping[str, SlackPerson],
     *,
-    super_admin_role_ids: frozenset[str],
+    super_admin_ids: frozenset[str],
     now: datetime,
     stale_after: timedelta,
     fallback_approvers: Sequence[str] = (),
+    policies: bool = False,
 ) -> AccountReview:
     by_member: dict[str, list[Grant]] = defaultdict(list)
     for grant in grants:
@@ -211,7 +228,8 @@ def review_account(
                 member,
                 by_member.get(member.id, []),
                 people.get(member.contact_email, SlackPerson(NOT_FOUND)),
-                super_admin_role_ids,
+                super_admin_ids,
+                policies=policies,
             )
             for member in members
         ),
@@ -258,7 +276,7 @@ class AccessReport:
         services = self._services
         grants = self._grants(account.id)
         members = services.cloudflare.list_members(account.id)
-        super_admin_role_ids = services.directory.super_admin_role_ids(account.id)
+        access = services.directory.access(account.id)
         large = len(members) >= PROGRESS_FROM
         emails = sorted({member.contact_email for member in members if member.contact_email})
         if large:
@@ -273,7 +291,8 @@ class AccessReport:
             members,
             grants,
             people,
-            super_admin_role_ids=super_admin_role_ids,
+            super_admin_ids=access.super_admin_ids,
+            policies=access.model.value == "policies",
             now=services.clock.now(),
             stale_after=services.settings.invite_expires_after,
             fallback_approvers=services.settings.fallback_approvers,
@@ -291,12 +310,19 @@ class AccessReport:
         with self._services.db.session() as session:
             for request in iter_requests(session):
                 self.people.know(request.requester_email, request.requester_slack_id)
-                if request.status in GRANTING and request.member_created_by_bot and request.cloudflare_member_id:
+                granted = request.member_created_by_bot or (request.member_added_to and request.access_added)
+                if request.status in GRANTING and granted and request.cloudflare_member_id:
+                    # Access added to an existing member: only what was added is the bot's grant.
+                    ids = (request.access_added or {}).get("ids") if request.member_added_to else None
                     grants[request.account_id].append(
                         Grant(
                             request_id=request.id,
                             member_id=request.cloudflare_member_id,
-                            piece_ids=frozenset(request.granted_role_ids or request.requested_role_ids or []),
+                            piece_ids=grant_piece_ids(
+                                request.access_model,
+                                ids or request.granted_role_ids or request.requested_role_ids or [],
+                                request.resource_group_id,
+                            ),
                             invited_at=request.invited_at,
                             access_ends_at=request.access_ends_at,
                         )

@@ -6,10 +6,15 @@ retried by the client: the invite outbox decides, after checking for an existing
 With a `CloudflarePause` (the bot always has one, shared by the whole process) a 429 pauses every
 call and is never slept on: calls during the pause fail fast with `CloudflarePaused`. Without one
 (a client on its own) a read waits for `Retry-After` and tries again, as before.
+
+With a `CloudflareBudget` (CLOUDFLARE_RATE_LIMIT, also one per process) every call takes a token
+first: it waits briefly for its turn, or fails fast with `CloudflareBudgetSpent` (a kind of
+`CloudflarePaused`) when the budget is spent for longer, so the bot never meets Cloudflare's limit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -29,11 +34,26 @@ from bot.cloudflare.errors import (
     CloudflareUnavailable,
     CloudflareUnreadable,
 )
-from bot.cloudflare.models import Account, Envelope, Member, MemberUser, Role, TokenStatus
-from bot.cloudflare.pacing import CloudflarePause
+from bot.cloudflare.models import (
+    Account,
+    Envelope,
+    Member,
+    MemberUser,
+    PermissionGroup,
+    PolicySpec,
+    ResourceGroup,
+    Role,
+    TokenStatus,
+    Zone,
+    account_scope_key,
+    zone_scope_key,
+)
+from bot.cloudflare.pacing import CloudflareBudget, CloudflarePause
 
 log = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
+#: Observes each call sent: (HTTP method, path, status or 0 when no answer came, seconds).
+CallObserver = Callable[[str, str, int, float], None]
 PER_PAGE = 50
 # A listing longer than this is a server that never says "last page": stop rather than loop forever.
 MAX_PAGES = 2000
@@ -77,17 +97,24 @@ class CloudflareClient:
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
         pause: CloudflarePause | None = None,
+        budget: CloudflareBudget | None = None,
+        observe: CallObserver | None = None,
     ) -> None:
+        # One keep-alive pool for the process: a burst of approvals reuses a few connections
+        # (in production, a few TLS handshakes instead of one per call).
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={**credentials.headers(), "User-Agent": "cf-access-bot"},
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             transport=transport,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16, keepalive_expiry=30.0),
         )
         self._credentials = credentials
         self._read_attempts = read_attempts
         self._sleep = sleep
         self._pause = pause
+        self._budget = budget
+        self._observe = observe
 
     @property
     def pause(self) -> CloudflarePause | None:
@@ -117,13 +144,22 @@ class CloudflareClient:
     def get_member(self, account_id: str, member_id: str) -> Member:
         return Member.model_validate(self._get(f"/accounts/{account_id}/members/{member_id}").result)
 
-    def create_member(self, account_id: str, *, email: str, role_ids: list[str]) -> Member:
-        """Invite `email` with the given roles. Not retried here: a retry could invite twice.
+    def create_member(
+        self,
+        account_id: str,
+        *,
+        email: str,
+        role_ids: list[str] | None = None,
+        policies: list[PolicySpec] | None = None,
+    ) -> Member:
+        """Invite `email` with roles (legacy model) or policies, never both (Cloudflare's `oneOf`).
+        Not retried here: a retry could invite twice.
 
         Only the member id is read from the answer (Cloudflare's answer may omit `roles`); without
         an id the call is ambiguous and the caller re-reads the member list before anything else.
         """
-        envelope = self._send("POST", f"/accounts/{account_id}/members", json={"email": email, "roles": role_ids})
+        access = _access_body(role_ids, policies, roles_as_objects=False)
+        envelope = self._send("POST", f"/accounts/{account_id}/members", json={"email": email, **access})
         result = envelope.result if isinstance(envelope.result, dict) else {}
         member_id = result.get("id")
         if not isinstance(member_id, str) or not member_id:
@@ -133,11 +169,74 @@ class CloudflareClient:
             status=str(result.get("status") or "pending"),
             email=email,
             user=MemberUser(email=email),
-            roles=[Role(id=role_id, name="") for role_id in role_ids],
+            roles=[Role(id=role_id, name="") for role_id in role_ids or []],
+            policies=[policy.as_policy() for policy in policies or []],
         )
+
+    def update_member(
+        self,
+        account_id: str,
+        member_id: str,
+        *,
+        role_ids: list[str] | None = None,
+        policies: list[PolicySpec] | None = None,
+    ) -> Member:
+        """Replace a member's roles (sent as role objects, `[{"id": ...}]`) or policies, never both.
+
+        The whole list is replaced, so the caller sends everything the member is to keep. A PUT is
+        idempotent; it is still not retried here, so the caller decides after re-reading the member.
+        """
+        access = _access_body(role_ids, policies, roles_as_objects=True)
+        envelope = self._send("PUT", f"/accounts/{account_id}/members/{member_id}", json=access)
+        try:
+            return Member.model_validate(envelope.result)
+        except ValidationError:
+            raise CloudflareUnreadable(f"Cloudflare updated member {member_id} but its answer cannot be read") from None
 
     def delete_member(self, account_id: str, member_id: str) -> None:
         self._send("DELETE", f"/accounts/{account_id}/members/{member_id}")
+
+    # --- permission policies, resource groups, zones -------------------------------------------
+
+    def list_permission_groups(self, account_id: str) -> list[PermissionGroup]:
+        """404 where the account has no policies API (the caller then uses legacy roles)."""
+        return list(self._paged(f"/accounts/{account_id}/iam/permission_groups", PermissionGroup))
+
+    def list_resource_groups(self, account_id: str) -> list[ResourceGroup]:
+        """One answer with every group: the 2026 schema pages this listing no more."""
+        path = f"/accounts/{account_id}/iam/resource_groups"
+        items = self._get(path).result
+        if not isinstance(items, list):
+            raise CloudflareUnreadable(f"expected a list from {path}, got {type(items).__name__}")
+        groups = []
+        for position, item in enumerate(items):
+            try:
+                groups.append(ResourceGroup.model_validate(item))
+            except ValidationError as error:
+                log.warning("skipped item %s of %s: %s", position, path, error.errors()[0]["msg"])
+        return groups
+
+    def create_resource_group(self, account_id: str, *, name: str, zone_ids: list[str]) -> ResourceGroup:
+        """A resource group scoped to exactly these zones. Not retried: the caller lists before creating."""
+        body = {
+            "name": name,
+            "scope": {
+                "key": account_scope_key(account_id),
+                "objects": [{"key": zone_scope_key(zone_id)} for zone_id in zone_ids],
+            },
+        }
+        envelope = self._send("POST", f"/accounts/{account_id}/iam/resource_groups", json=body)
+        try:
+            return ResourceGroup.model_validate(envelope.result)
+        except ValidationError:
+            raise CloudflareUnreadable(f"Cloudflare created a resource group in {account_id} but sent no id") from None
+
+    def find_zones(self, account_id: str, name: str) -> list[Zone]:
+        """The account's zones called `name` (Cloudflare matches the name exactly)."""
+        return list(self._paged("/zones", Zone, {"account.id": account_id, "name": name}))
+
+    def list_zones(self, account_id: str) -> list[Zone]:
+        return list(self._paged("/zones", Zone, {"account.id": account_id}))
 
     # --- tokens --------------------------------------------------------------------------------
 
@@ -189,16 +288,24 @@ class CloudflareClient:
                 self._sleep(_retry_delay(error, attempt))
 
     def _send(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None) -> Envelope:
+        """One call: refused at once during the pause, paced by the budget, observed, parsed."""
         if self._pause is not None:
             self._pause.check()
-        try:
-            response = self._http.request(method, path, params=params, json=json)
-        except httpx.TimeoutException:
-            raise CloudflareUnavailable(f"Cloudflare did not answer {method} {path} in time") from None
-        except httpx.TransportError as error:
-            raise CloudflareUnavailable(
-                f"connection to Cloudflare failed on {method} {path}: {type(error).__name__}"
-            ) from None
+        with self._budget.spend() if self._budget is not None else contextlib.nullcontext():
+            if self._pause is not None:
+                self._pause.check()  # a 429 may have paused everyone while this call waited its turn
+            started = time.perf_counter()
+            try:
+                response = self._http.request(method, path, params=params, json=json)
+            except httpx.TimeoutException:
+                self._observed(method, path, 0, started)
+                raise CloudflareUnavailable(f"Cloudflare did not answer {method} {path} in time") from None
+            except httpx.TransportError as error:
+                self._observed(method, path, 0, started)
+                raise CloudflareUnavailable(
+                    f"connection to Cloudflare failed on {method} {path}: {type(error).__name__}"
+                ) from None
+        self._observed(method, path, response.status_code, started)
         try:
             return _parse(response)
         except CloudflareRateLimited as error:
@@ -206,6 +313,23 @@ class CloudflareClient:
                 resumes = self._pause.pause(error.retry_after)
                 log.warning("Cloudflare answered 429 on %s %s; every call paused until %s", method, path, resumes)
             raise
+
+    def _observed(self, method: str, path: str, status: int, started: float) -> None:
+        if self._observe is not None:
+            self._observe(method, path, status, time.perf_counter() - started)
+
+
+def _access_body(
+    role_ids: list[str] | None, policies: list[PolicySpec] | None, *, roles_as_objects: bool
+) -> dict[str, Any]:
+    """`roles` xor `policies`: Cloudflare's member bodies take exactly one. POST takes bare role
+    ids, PUT role objects."""
+    if (role_ids is None) == (policies is None):
+        raise ValueError("a member's access is given as roles or as policies, exactly one of them")
+    if policies is not None:
+        return {"policies": [policy.body() for policy in policies]}
+    assert role_ids is not None
+    return {"roles": [{"id": role_id} for role_id in role_ids] if roles_as_objects else list(role_ids)}
 
 
 def _retry_delay(error: CloudflareError, attempt: int) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -60,6 +61,27 @@ def _database_url(value: str) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class RateLimit:
+    """`N/DURATION` (`1200/5m`): at most `calls` Cloudflare calls in any rolling `window`."""
+
+    calls: int
+    window: timedelta
+
+    @classmethod
+    def parse(cls, text: str) -> RateLimit:
+        calls, _, window = text.strip().partition("/")
+        try:
+            if not calls.strip().isdigit() or int(calls) < 1:
+                raise ValueError(calls)
+            return cls(int(calls), parse_duration(window))
+        except ValueError:
+            raise ValueError(f"'{text}' is not a rate limit; write calls per duration: 1200/5m or 40/10s") from None
+
+    def __str__(self) -> str:
+        return f"{self.calls}/{int(self.window.total_seconds())}s"
+
+
 class _Env(BaseSettings):
     """What every settings class shares: the `.env` file and refusing `.env.example` placeholders."""
 
@@ -92,6 +114,8 @@ class Settings(_Env):
     cloudflare_api_key: SecretStr | None = None
     cloudflare_api_url: str = "https://api.cloudflare.com/client/v4"
     cloudflare_account_ids: CommaList = Field(default_factory=list)
+    # Per account: `auto` uses permission policies where `.../iam/permission_groups` answers, else roles.
+    cloudflare_access_model: Literal["auto", "policies", "roles"] = "auto"
     cloudflare_timeout: float = Field(default=10.0, gt=0)
     invite_max_attempts: int = Field(default=5, ge=1, le=50)
     # After a crash, another process takes an unfinished invite over within this; the live holder
@@ -126,6 +150,8 @@ class Settings(_Env):
     # Access-review digest: posted to this channel every REPORT_INTERVAL (unset: no digest).
     report_channel: str | None = None
     report_interval: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
+    # Cloudflare calls the whole process allows itself per rolling window (one shared budget).
+    cloudflare_rate_limit: Annotated[RateLimit, NoDecode] = RateLimit(1200, timedelta(minutes=5))
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -167,12 +193,17 @@ class Settings(_Env):
             return None  # an empty optional duration (DEFAULT_ACCESS_DURATION=) means unset
         return parse_duration(value) if isinstance(value, str) else value
 
+    @field_validator("cloudflare_rate_limit", mode="before")
+    @classmethod
+    def _rate_limit(cls, value: Any) -> Any:
+        return RateLimit.parse(value) if isinstance(value, str) else value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("log_format", mode="before")
+    @field_validator("log_format", "cloudflare_access_model", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value

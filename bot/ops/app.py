@@ -7,6 +7,7 @@ import logging
 from slack_bolt import App
 
 from bot.access.services import Services
+from bot.slack.transport import PooledWebClient, pooled_context_middleware
 
 log = logging.getLogger(__name__)
 
@@ -24,5 +25,9 @@ def build_bolt_app(services: Services, *, socket_mode: bool = False) -> App:
         logger=logging.getLogger("slack_bolt.App"),
         name="cf-access-bot",
     )
+    client = services.slack.client
+    if isinstance(client, PooledWebClient):
+        # Listeners' `respond` and `client` share the process's keep-alive pool to Slack too.
+        app.use(pooled_context_middleware(client))
     register(app, services)
     return app

@@ -83,12 +83,14 @@ def _accounts(services: Services) -> str:
 
 
 def _roles(services: Services, account_id: str) -> str:
-    requestable = services.directory.requestable_roles(account_id)
+    model = services.directory.access(account_id).model
+    kind = "permission group" if model.value == "policies" else "role"
+    requestable = services.directory.requestable(account_id)
     if not requestable:
-        raise CloudflareError("no requestable role (check REQUESTABLE_ROLES)")
-    if not services.directory.super_admin_role_ids(account_id):
-        raise CloudflareError("no Super Administrator role visible")
-    return f"{len(requestable)} requestable: {role_list(role.name for role in requestable[:6])}" + (
+        raise CloudflareError(f"no requestable {kind} (check REQUESTABLE_ROLES)")
+    if not services.directory.super_admin_ids(account_id):
+        raise CloudflareError(f"no Super Administrator {kind} visible")
+    return f"{model.value}: {len(requestable)} requestable: {role_list(role.name for role in requestable[:6])}" + (
         ", …" if len(requestable) > 6 else ""
     )
 

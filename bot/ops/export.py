@@ -9,10 +9,22 @@ from datetime import datetime
 from typing import IO, Any
 
 from bot.core.clock import as_utc
+from bot.slack.formatting import scope_label
 from storage.models import AccessRequest, AuditEvent
 
 AUDIT_COLUMNS = ["time", "request_id", "event", "actor_slack_id", "actor_email", "details"]
-REQUEST_COLUMNS = ["id", "status", "account", "requester", "email", "roles", "created", "decided_by", "access_ends_at"]
+REQUEST_COLUMNS = [
+    "id",
+    "status",
+    "account",
+    "requester",
+    "email",
+    "roles",
+    "scope",
+    "created",
+    "decided_by",
+    "access_ends_at",
+]
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -67,6 +79,9 @@ def request_record(request: AccessRequest) -> dict[str, Any]:
         "requester": request.requester_slack_id,
         "email": request.requester_email,
         "roles": request.granted_role_names or request.requested_role_names,
+        "access_model": request.access_model or "roles",
+        "scope": scope_label(request.zone_names),
+        "added_to_existing_member": request.member_added_to,
         "created": _iso(request.created_at),
         "decided_by": request.decided_by_slack_id,
         "decided_at": _iso(request.decided_at),
@@ -86,6 +101,7 @@ def request_rows(requests: Iterable[AccessRequest]) -> Iterator[list[str]]:
             record["requester"],
             record["email"],
             ", ".join(record["roles"]),
+            record["scope"],
             record["created"] or "",
             record["decided_by"] or "",
             record["access_ends_at"]
@@ -95,7 +111,7 @@ def request_rows(requests: Iterable[AccessRequest]) -> Iterator[list[str]]:
 
 def write_requests_table(requests: Iterable[AccessRequest], out: IO[str]) -> int:
     """A fixed-width table, printed as it streams (column widths are capped, not measured)."""
-    widths = [6, 9, 24, 12, 30, 30, 20, 12, 20]
+    widths = [6, 9, 24, 12, 30, 30, 24, 20, 12, 20]
     out.write("  ".join(h.upper().ljust(w) for h, w in zip(REQUEST_COLUMNS, widths, strict=True)).rstrip() + "\n")
     count = 0
     for row in request_rows(requests):

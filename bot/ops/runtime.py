@@ -14,9 +14,11 @@ from bot.access.services import Services
 from bot.core.clock import Clock
 from bot.core.config import Settings
 from bot.ops.app import build_bolt_app
+from bot.ops.metrics import Metrics
 from bot.ops.scheduler import Sweeper, start_scheduler
 from bot.ops.server import create_web_app
 from bot.ops.wiring import build_services
+from bot.slack.transport import PooledWebClient
 from storage.migrate import upgrade
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,7 @@ class Runtime:
     sweeper: Sweeper
     scheduler: BackgroundScheduler | None = None
     run_scheduler: bool = True
+    metrics: Metrics | None = None
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
@@ -41,10 +44,16 @@ class Runtime:
         run_scheduler: bool = True,
         **service_options: object,
     ) -> Runtime:
-        services = build_services(settings, clock=clock, **service_options)  # type: ignore[arg-type]
+        metrics = Metrics()
+        services = build_services(settings, clock=clock, metrics=metrics, **service_options)  # type: ignore[arg-type]
+        metrics.watch(services)
         upgrade(services.db.engine)
         return cls(
-            services, build_bolt_app(services, socket_mode=socket_mode), Sweeper(services), run_scheduler=run_scheduler
+            services,
+            build_bolt_app(services, socket_mode=socket_mode),
+            Sweeper(services, on_swept=metrics.observe_sweep),
+            run_scheduler=run_scheduler,
+            metrics=metrics,
         )
 
     def begin_background_work(self) -> None:
@@ -61,8 +70,15 @@ class Runtime:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
         self.services.close()
+        client = self.services.slack.client
+        if isinstance(client, PooledWebClient):
+            client.http.close()
 
     def web_app(self) -> Starlette:
         return create_web_app(
-            self.bolt_app, self.services, on_startup=self.begin_background_work, on_shutdown=self.stop
+            self.bolt_app,
+            self.services,
+            on_startup=self.begin_background_work,
+            on_shutdown=self.stop,
+            metrics=self.metrics,
         )

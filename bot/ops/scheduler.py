@@ -9,6 +9,8 @@ soon after it is due, and one left by a crashed holder is taken over within INVI
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -41,13 +43,24 @@ class SweepReport:
 
 
 class Sweeper:
-    def __init__(self, services: Services, *, batch: int = BATCH) -> None:
+    def __init__(
+        self, services: Services, *, batch: int = BATCH, on_swept: Callable[[float], None] | None = None
+    ) -> None:
         self.services = services
+        self._on_swept = on_swept
         self.pending = PendingSweep(services, batch=batch)
         self.follow_up = InviteFollowUp(services, batch=batch)
         self.grants = Grants(services, batch=batch)
 
     def run_once(self) -> SweepReport:
+        started = time.perf_counter()
+        try:
+            return self._run_steps()
+        finally:
+            if self._on_swept is not None:
+                self._on_swept(time.perf_counter() - started)
+
+    def _run_steps(self) -> SweepReport:
         report = SweepReport()
         steps = (
             ("expiry", self._expire),

@@ -1,4 +1,4 @@
-"""HTTP mode: one port serving `POST /slack/events` and `GET /healthz` (Starlette on uvicorn).
+"""HTTP mode: one port serving `POST /slack/events`, `GET /healthz` and `GET /metrics` (Starlette on uvicorn).
 
 Bolt's own `app.start()` is a single-threaded development server. Here each Slack request is
 dispatched on Starlette's thread pool; listeners ack first and finish on the tracked worker pool.
@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -30,6 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.access.services import Services
+from bot.ops.metrics import CONTENT_TYPE_LATEST, Metrics, kind_of
 from bot.slack.bolt_request import SlackRequest
 
 log = logging.getLogger(__name__)
@@ -87,18 +89,35 @@ def _error(status: int, error: str, **fields: str) -> Response:
     return JSONResponse({"error": error, **fields}, status_code=status, headers=headers)
 
 
-def create_web_app(bolt_app: App, services: Services, *, on_startup: Any = None, on_shutdown: Any = None) -> Starlette:
+def create_web_app(
+    bolt_app: App,
+    services: Services,
+    *,
+    on_startup: Any = None,
+    on_shutdown: Any = None,
+    metrics: Metrics | None = None,
+) -> Starlette:
     secret = services.settings.slack_signing_secret
     verifier = RawBodySignatureVerifier(secret.get_secret_value()) if secret else None
 
     def dispatch(raw: bytes, query: str, headers: dict[str, str]) -> BoltResponse | None:
         """Parse (only signed bytes get here) and run Bolt; None when the body cannot be read."""
+        started = time.perf_counter()
         try:
             bolt_request = SlackRequest(body=raw.decode("utf-8"), query=query, headers=headers)
         except Exception as error:  # any parse failure is the body's fault: not UTF-8, not JSON, odd shape
             log.warning("refused a malformed Slack request (%s)", type(error).__name__)
             return None
-        return bolt_app.dispatch(bolt_request)
+        response = bolt_app.dispatch(bolt_request)
+        if metrics is not None:
+            metrics.observe_ack(kind_of(bolt_request.body), time.perf_counter() - started)
+        return response
+
+    async def metrics_page(_request: Request) -> Response:
+        """Prometheus' scrape: unsigned (Slack never calls it) and off the Slack request path."""
+        if metrics is None:
+            return _error(404, "no metrics in this process")
+        return Response(await run_in_threadpool(metrics.render), media_type=CONTENT_TYPE_LATEST)
 
     async def slack_events(request: Request) -> Response:
         try:
@@ -156,6 +175,7 @@ def create_web_app(bolt_app: App, services: Services, *, on_startup: Any = None,
         routes=[
             Route("/slack/events", slack_events, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics_page, methods=["GET"]),
         ],
         lifespan=lifespan,
     )

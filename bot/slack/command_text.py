@@ -10,9 +10,9 @@ from bot.slack.formatting import escape
 
 USAGE = """*`/cf-access`*: ask for access to a Cloudflare account; its Super Administrators approve in Slack.
 • `/cf-access` or `/cf-access request`: open the request form
-• `/cf-access request ACCOUNT ROLE[,ROLE...] [for DURATION] REASON`: file a request directly, e.g. `/cf-access request "Orange Cloud" DNS,Billing for 3d rotate the zone's records` (DURATION: `8h`, `3d`, `2w`)
+• `/cf-access request ACCOUNT ROLE[,ROLE...] [on ZONE[,ZONE...]] [for DURATION] REASON`: file a request directly, e.g. `/cf-access request "Orange Cloud" DNS,Billing for 3d rotate the zone's records`, or zone-scoped: `/cf-access request "Orange Cloud" "Domain DNS" on example.com for 8h fix a record` (DURATION: `8h`, `3d`, `2w`; zones need an account on Cloudflare's permission policies)
 • `/cf-access accounts`: the accounts you can request
-• `/cf-access roles ACCOUNT`: the roles you can request on an account
+• `/cf-access roles ACCOUNT`: the roles (or permission groups) you can request on an account
 • `/cf-access status`: your requests and their state
 • `/cf-access pending`: requests waiting for your decision (approvers)
 • `/cf-access cancel ID`: withdraw one of your pending requests (`cancel 42` or `cancel #42`)

@@ -39,5 +39,18 @@ def shown_roles(names: Iterable[str]) -> str:
     return escape(role_list(names))
 
 
+def scope_label(zone_names: Iterable[str] | None) -> str:
+    """Where a grant applies, plain (the CLI's): `whole account`, or the zones. In Slack use `scope_text`."""
+    names = list(zone_names or [])
+    if not names:
+        return "whole account"
+    return ("zone " if len(names) == 1 else "zones ") + ", ".join(names)
+
+
+def scope_text(zone_names: Iterable[str] | None) -> str:
+    """`scope_label` for Slack: zone names come from Cloudflare (or a user), so they are escaped."""
+    return escape(scope_label(zone_names))
+
+
 def truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -119,7 +119,7 @@ class _RepeatableConnectionErrorRetryHandler(_OnlyRepeatable, ConnectionErrorRet
 
 def make_web_client(token: str, base_url: str, *, timeout: int = 10, http: SlackHttp | None = None) -> PooledWebClient:
     """The process's WebClient: calls share one keep-alive pool (`http`, made here when not given)."""
-    client = PooledWebClient(token=token, base_url=base_url, timeout=timeout, http=http or SlackHttp(timeout=timeout))
+    client = PooledWebClient(token=token, base_url=base_url, timeout=timeout, http=http or SlackHttp())
     # 429 means "not done": always safe to send again after Retry-After.
     client.retry_handlers = [
         RateLimitErrorRetryHandler(max_retry_count=3),

@@ -15,10 +15,9 @@ from datetime import datetime
 from slack_sdk.models.blocks import Block, ContextBlock, DividerBlock, HeaderBlock, MarkdownTextObject, SectionBlock
 from slack_sdk.models.views import View
 
-from bot.cloudflare.models import Role
 from bot.core.durations import format_duration
-from bot.slack.formatting import escape, mention, number, role_list, truncate
-from bot.slack.messages import STATUS_LABEL, decision_blocks, term_text
+from bot.slack.formatting import escape, mention, number, role_list, scope_label, truncate
+from bot.slack.messages import STATUS_LABEL, Choice, decision_blocks, term_text
 from bot.slack.report_views import AccountSummary, home_review_blocks
 from storage.models import AccessRequest
 from storage.states import RequestStatus
@@ -53,11 +52,20 @@ def _section(text: str) -> SectionBlock:
     return SectionBlock(text=MarkdownTextObject(text=truncate(text, MAX_SECTION_TEXT)))
 
 
+def grant_key(request: AccessRequest) -> str:
+    """Which picker a waiting request gets: the account's, for zones or for the whole account."""
+    return f"{request.account_id}:zones" if request.zone_ids else request.account_id
+
+
+def _scope(request: AccessRequest) -> str:
+    return escape(truncate(scope_label(request.zone_names), _ROLES_CHARS))
+
+
 def _own_line(request: AccessRequest, now: datetime) -> str:
     roles = request.granted_role_names or request.requested_role_names
     return (
         f"*{number(request.id)}* {escape(truncate(request.account_name, _NAME_CHARS))}: "
-        f"{escape(truncate(role_list(roles), _ROLES_CHARS))}\n"
+        f"{escape(truncate(role_list(roles), _ROLES_CHARS))} on the {_scope(request)}\n"
         f"{STATUS_LABEL[RequestStatus(request.status)]}, access for {term_text(request)}, "
         f"filed {format_duration(now - request.created_at)} ago"
     )
@@ -67,7 +75,7 @@ def _waiting_line(request: AccessRequest, now: datetime) -> str:
     return (
         f"*{number(request.id)}* {mention(request.requester_slack_id)} ({escape(request.requester_email)}) "
         f"asks for *{escape(truncate(role_list(request.requested_role_names), _ROLES_CHARS))}* "
-        f"on *{escape(truncate(request.account_name, _NAME_CHARS))}*, "
+        f"on *{escape(truncate(request.account_name, _NAME_CHARS))}* ({_scope(request)}), "
         f"{format_duration(now - request.created_at)} ago\n>{escape(truncate(request.reason, _REASON_CHARS))}"
     )
 
@@ -76,14 +84,15 @@ def home_view(
     *,
     own: Sequence[AccessRequest],
     waiting: Sequence[AccessRequest],
-    grantable_roles: Mapping[str, Sequence[Role]],
+    grantable_roles: Mapping[str, Sequence[Choice]],
     now: datetime,
     own_total: int | None = None,
     waiting_total: int | None = None,
     review: Sequence[AccountSummary] = (),
     reviewed_at: datetime | None = None,
 ) -> View:
-    """`own_total`/`waiting_total`: how many there are in all, when the caller passed only the first ones.
+    """`grantable_roles`: the pickers' options by `grant_key`.
+    `own_total`/`waiting_total`: how many there are in all, when the caller passed only the first ones.
     `review`: the last access review's counts for the accounts this person approves for."""
     header = HeaderBlock(text="Your Cloudflare access requests")
     blocks: list[Block] = [header]
@@ -109,7 +118,7 @@ def home_view(
     waiting_shown = 0
     heading: list[Block] = [DividerBlock(), HeaderBlock(text="Waiting for your decision")]
     for request in waiting:
-        roles = grantable_roles.get(request.account_id, ())
+        roles = grantable_roles.get(grant_key(request), ())
         entry: list[Block] = [_section(_waiting_line(request, now))]
         if roles:
             entry += decision_blocks(request, roles)

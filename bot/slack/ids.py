@@ -22,6 +22,7 @@ class Action(StrEnum):
     REVOKE_REASON = "revoke_reason_input"
     REQUEST_EXTENSION = "request_extension"
     MODAL_DURATION = "duration_select"
+    MODAL_ZONES = "zones_select"
 
 
 class Block(StrEnum):
@@ -33,6 +34,7 @@ class Block(StrEnum):
     DENY_REASON = "deny_reason"
     DURATION = "duration"  # in a thread root: suffixed with the request id; in a form: as is
     REVOKE_REASON = "revoke_reason"
+    ZONES = "zones"  # suffixed with the account id, like ROLES
 
 
 class Callback(StrEnum):

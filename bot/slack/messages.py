@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -21,9 +22,8 @@ from slack_sdk.models.blocks import (
     StaticSelectElement,
 )
 
-from bot.cloudflare.models import Role
 from bot.core.durations import format_duration
-from bot.slack.formatting import escape, mention, mentions, number, shown_roles, slack_date, truncate
+from bot.slack.formatting import escape, mention, mentions, number, scope_text, shown_roles, slack_date, truncate
 from bot.slack.ids import Action, with_suffix
 from bot.slack.ids import Block as BlockId
 from storage.models import AccessRequest
@@ -43,16 +43,27 @@ STATUS_LABEL = {
 }
 
 
-def role_option(role: Role) -> Option:
+class Choice(Protocol):
+    """What a picker offers: a legacy role or a permission group (id and name are all it shows)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+
+def role_option(role: Choice) -> Option:
     # Slack allows option descriptions only in checkboxes, radio buttons and overflow menus.
     return Option(value=role.id, label=truncate(role.name, 75))
 
 
 def summary_text(request: AccessRequest) -> str:
     """The notification text (and screen-reader text) of a request's root message."""
+    zones = f" ({scope_text(request.zone_names)})" if request.zone_names else ""
     return (
         f"Access request {number(request.id)}: {mention(request.requester_slack_id)} asks for "
-        f"{shown_roles(request.requested_role_names)} on {escape(request.account_name)}"
+        f"{shown_roles(request.requested_role_names)} on {escape(request.account_name)}{zones}"
     )
 
 
@@ -64,7 +75,8 @@ def state_line(request: AccessRequest) -> str:
     decided_at = slack_date(request.decided_at) if request.decided_at else ""
     match status:
         case RequestStatus.APPROVED | RequestStatus.INVITED | RequestStatus.ACCEPTED:
-            return f"{label}. Approved by {decided_by} {decided_at}, granting {granted}."
+            added = " (added to an existing membership)" if request.member_added_to else ""
+            return f"{label}. Approved by {decided_by} {decided_at}, granting {granted} on the {scope_text(request.zone_names)}{added}."
         case RequestStatus.DENIED:
             note = f" Reason: {escape(request.decision_note)}" if request.decision_note else ""
             return f"{label} by {decided_by} {decided_at}.{note}"
@@ -81,7 +93,7 @@ def request_root(
     *,
     now: datetime,
     approver_ids: Sequence[str],
-    grantable_roles: Sequence[Role],
+    grantable_roles: Sequence[Choice],
     duration_choices: Sequence[timedelta | None] = (),
 ) -> list[Block]:
     """The thread root: who, what, for how long, why; while pending the role and duration pickers and
@@ -99,6 +111,7 @@ def request_root(
                 MarkdownTextObject(text=f"*Invite goes to*\n{escape(request.requester_email)}"),
                 MarkdownTextObject(text=f"*Account*\n{escape(request.account_name)}"),
                 MarkdownTextObject(text=f"*Requested roles*\n{shown_roles(request.requested_role_names)}"),
+                MarkdownTextObject(text=f"*Scope*\n{scope_text(request.zone_names)}"),
                 MarkdownTextObject(text=f"*Filed*\n{slack_date(request.created_at)} ({age} ago)"),
                 MarkdownTextObject(text=f"*Status*\n{STATUS_LABEL[RequestStatus(request.status)]}"),
                 MarkdownTextObject(text=f"*Access for*\n{term_text(request)}"),
@@ -165,7 +178,7 @@ def duration_select(
 
 
 def decision_blocks(
-    request: AccessRequest, grantable_roles: Sequence[Role], duration_choices: Sequence[timedelta | None] = ()
+    request: AccessRequest, grantable_roles: Sequence[Choice], duration_choices: Sequence[timedelta | None] = ()
 ) -> list[Block]:
     options = [role_option(role) for role in grantable_roles[:100]]
     by_id = {option.value: option for option in options}

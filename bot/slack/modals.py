@@ -9,6 +9,7 @@ from datetime import timedelta
 from slack_sdk.models.blocks import (
     Block,
     ContextBlock,
+    ExternalDataMultiSelectElement,
     InputBlock,
     MarkdownTextObject,
     Option,
@@ -19,13 +20,15 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.cloudflare.models import Account, Role
+from bot.cloudflare.models import Account
 from bot.slack.formatting import escape, mention, number, truncate
 from bot.slack.ids import Action, Callback, with_suffix
 from bot.slack.ids import Block as BlockId
-from bot.slack.messages import duration_select, role_option
+from bot.slack.messages import Choice, duration_select, role_option
 
 REASON_MAX = 500
+#: The options an external select may answer with at once (Slack's limit).
+MAX_OPTIONS = 100
 
 
 def loading_modal(text: str = "Loading accounts from Cloudflare…") -> View:
@@ -42,13 +45,15 @@ def request_modal(
     *,
     accounts: Sequence[Account],
     selected_account: Account | None,
-    roles: Sequence[Role],
+    roles: Sequence[Choice],
     email: str | None,
     metadata: dict[str, str],
     duration_choices: Sequence[timedelta | None] = (),
     default_duration: timedelta | None = None,
+    max_zones: int = 0,
 ) -> View:
-    """Account, role(s) for that account, how long, reason, and the e-mail the invite will go to."""
+    """Account, role(s) for that account, zones (`max_zones` > 0: the account speaks permission
+    policies), how long, reason, and the e-mail the invite will go to."""
     account_options = [Option(value=account.id, label=truncate(account.name, 75)) for account in accounts[:100]]
     initial_account = next((o for o in account_options if selected_account and o.value == selected_account.id), None)
     blocks: list[Block] = [
@@ -77,6 +82,8 @@ def request_modal(
                 ),
             )
         )
+        if max_zones:
+            blocks.append(zones_input(selected_account.id, max_zones))
     elif selected_account is not None:
         blocks.append(
             SectionBlock(text=MarkdownTextObject(text="No role of this account may be requested through Slack."))
@@ -115,6 +122,29 @@ def request_modal(
         private_metadata=json.dumps(metadata),
         blocks=blocks,
     )
+
+
+def zones_input(account_id: str, max_zones: int) -> InputBlock:
+    """An external select: an account may have thousands of zones, searched as the user types
+    (Slack asks the bot for options with `block_suggestion`). Empty means the whole account."""
+    return InputBlock(
+        block_id=with_suffix(BlockId.ZONES, account_id),
+        label="Zones (optional)",
+        optional=True,
+        hint=f"Leave empty for the whole account. Up to {max_zones} zones; zone-scoped access needs a "
+        "Domain permission group (e.g. Domain DNS).",
+        element=ExternalDataMultiSelectElement(
+            action_id=Action.MODAL_ZONES,
+            placeholder="Search zones by name",
+            min_query_length=0,
+            max_selected_items=max_zones,
+        ),
+    )
+
+
+def zone_options(names_and_ids: Sequence[tuple[str, str]]) -> list[dict[str, object]]:
+    """The answer to an options request: zone names shown, zone ids as values."""
+    return [Option(value=zone_id, label=truncate(name, 75)).to_dict() for name, zone_id in names_and_ids[:MAX_OPTIONS]]
 
 
 def deny_modal(request_id: int, account_name: str, requester_slack_id: str, metadata: dict[str, str]) -> View:

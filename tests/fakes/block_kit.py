@@ -21,6 +21,8 @@ _OPTION_VALUE = 150
 _OPTION_DESCRIPTION = 75
 _MAX_OPTIONS = 100
 _SELECTS_WITH_OPTIONS = {"static_select", "multi_static_select", "radio_buttons", "checkboxes", "overflow"}
+# Options come from the app's options load URL (`block_suggestion`), never from the element.
+_EXTERNAL_SELECTS = {"external_select", "multi_external_select"}
 
 
 def _text_of(obj: Any) -> str:
@@ -117,6 +119,21 @@ def _element_errors(element: Any, at: str) -> list[str]:
             initial.append(element["initial_option"])
         if any(option.get("value") not in values for option in initial):
             errors.append(f"initial options must be among the options [json-pointer:{at}/initial_options]")
+    if kind in _EXTERNAL_SELECTS:
+        for field in ("options", "option_groups"):
+            if field in element:
+                errors.append(f"invalid additional property: {field} [json-pointer:{at}]")
+        minimum = element.get("min_query_length", 3)
+        if not isinstance(minimum, int) or minimum < 0:
+            errors.append(f"must be a non-negative integer [json-pointer:{at}/min_query_length]")
+        chosen = list(element.get("initial_options") or [])
+        if element.get("initial_option"):
+            chosen.append(element["initial_option"])
+        for i, option in enumerate(chosen):
+            errors += _option_errors(option, f"{at}/initial_options/{i}")
+    most = element.get("max_selected_items", 1)
+    if kind in ("multi_external_select", "multi_static_select") and (not isinstance(most, int) or most < 1):
+        errors.append(f"must be at least 1 [json-pointer:{at}/max_selected_items]")
     return errors
 
 

@@ -1,0 +1,260 @@
+"""Pooled HTTP for every outbound Slack call: Web API methods and `response_url` posts.
+
+slack_sdk's clients open a new urllib connection per call (in production a TLS handshake to
+Slack each time). Here they share one pool of keep-alive `http.client` connections per process
+(the standard library's client: a third of the CPU per call of httpx, which matters at a dozen
+Slack calls per click). Only the last hop is replaced (`_perform_urllib_http_request_internal` /
+`_perform_http_request_internal`), so the SDK still builds requests, parses answers and runs its
+retry handlers: non-2xx answers are raised as urllib's `HTTPError` and connection failures as
+`URLError`, exactly as urllib does. With a proxy configured the SDK's own urllib path is used.
+"""
+
+from __future__ import annotations
+
+import io
+import select
+import ssl as ssl_module
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from http.client import HTTPConnection, HTTPException, HTTPMessage, HTTPSConnection
+from ssl import SSLContext
+from typing import Any
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlsplit
+from urllib.request import Request
+
+from slack_bolt import BoltContext, Respond
+from slack_bolt.context.respond.internals import _build_message
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackRequestError
+from slack_sdk.models.attachments import Attachment
+from slack_sdk.models.blocks import Block
+from slack_sdk.webhook import WebhookClient, WebhookResponse
+
+#: Observes each call: (Web API method or "response_url", HTTP status or 0 when none came, seconds).
+CallObserver = Callable[[str, int, float], None]
+
+#: Headers urllib's Request carries that http.client sets itself.
+_OWN_HEADERS = {"content-length", "host", "connection"}
+_Origin = tuple[str, str, int]
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: HTTPMessage
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode(self.headers.get_content_charset() or "utf-8")
+
+
+class SlackHttp:
+    """One pool of keep-alive connections to Slack, shared by every client of the process.
+
+    An idle connection is reused only while young (`idle_expiry`) and still quiet: one the server
+    has closed reads as ready and is dropped before it is used, so a POST never goes out on a
+    connection already gone.
+    """
+
+    def __init__(
+        self,
+        *,
+        ssl: SSLContext | None = None,
+        observe: CallObserver | None = None,
+        max_idle: int = 32,
+        idle_expiry: float = 30.0,
+    ) -> None:
+        self._ssl = ssl
+        self._max_idle = max_idle
+        self._idle_expiry = idle_expiry
+        self._idle: dict[_Origin, list[tuple[HTTPConnection, float]]] = {}
+        self._lock = threading.Lock()
+        self.observe = observe
+        #: Connections opened so far (a gauge of how well the pool works).
+        self.opened = 0
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for connection, _ in connections:
+                connection.close()
+
+    def post(self, url: str, request: Request, *, timeout: float, method: str) -> Answer:
+        """POST `request` as urllib would, raising what urllib raises (HTTPError, URLError)."""
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https") or not parts.hostname:
+            raise SlackRequestError(f"Invalid URL detected: {url}")
+        origin = (scheme, parts.hostname, parts.port or (443 if scheme == "https" else 80))
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        headers = {key: str(value) for key, value in request.header_items() if key.lower() not in _OWN_HEADERS}
+        body = request.data if isinstance(request.data, bytes) else None
+        started = time.perf_counter()
+        connection = self._checkout(origin, timeout)
+        try:
+            connection.request("POST", target, body=body, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+        except (OSError, HTTPException) as error:
+            connection.close()
+            self._observe(method, 0, started)
+            raise URLError(error) from error
+        if response.will_close:
+            connection.close()
+        else:
+            self._checkin(origin, connection)
+        self._observe(method, response.status, started)
+        if not 200 <= response.status < 300:
+            raise HTTPError(url, response.status, response.reason, response.msg, io.BytesIO(data))
+        return Answer(response.status, response.msg, data)
+
+    def _checkout(self, origin: _Origin, timeout: float) -> HTTPConnection:
+        now = time.monotonic()
+        while True:
+            with self._lock:
+                idle = self._idle.get(origin)
+                if not idle:
+                    break
+                connection, since = idle.pop()
+            sock = connection.sock
+            if sock is None or now - since > self._idle_expiry or _closed_by_peer(sock):
+                connection.close()
+                continue
+            sock.settimeout(timeout)
+            return connection
+        scheme, host, port = origin
+        with self._lock:
+            self.opened += 1
+        if scheme == "https":
+            return HTTPSConnection(host, port, timeout=timeout, context=self._ssl or _default_context())
+        return HTTPConnection(host, port, timeout=timeout)
+
+    def _checkin(self, origin: _Origin, connection: HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(origin, [])
+            if len(idle) < self._max_idle:
+                idle.append((connection, time.monotonic()))
+                return
+        connection.close()
+
+    def _observe(self, method: str, status: int, started: float) -> None:
+        if self.observe is not None:
+            self.observe(method, status, time.perf_counter() - started)
+
+
+def _closed_by_peer(sock: Any) -> bool:
+    """An idle keep-alive socket that reads as ready has been closed (or spoken to) by the server."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+_context: SSLContext | None = None
+
+
+def _default_context() -> SSLContext:
+    global _context
+    if _context is None:
+        _context = ssl_module.create_default_context()
+    return _context
+
+
+def _method_of(url: str) -> str:
+    return url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+
+
+class PooledWebClient(WebClient):
+    """A WebClient whose calls go over the shared pool; everything else is slack_sdk's."""
+
+    def __init__(self, *args: Any, http: SlackHttp, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.http = http
+
+    def _perform_urllib_http_request_internal(self, url: str, req: Request) -> dict[str, Any]:
+        if self.proxy:
+            return super()._perform_urllib_http_request_internal(url, req)
+        answer = self.http.post(url, req, timeout=self.timeout, method=_method_of(url))
+        if answer.headers.get_content_type() == "application/gzip":  # admin.analytics.getFile
+            return {"status": answer.status, "headers": answer.headers, "body": answer.body}
+        return {"status": answer.status, "headers": answer.headers, "body": answer.text}
+
+
+class PooledWebhookClient(WebhookClient):
+    """`response_url` posts over the shared pool."""
+
+    def __init__(self, url: str, *, http: SlackHttp, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        self.http = http
+
+    def _perform_http_request_internal(self, url: str, req: Request) -> WebhookResponse:
+        if self.proxy:
+            return super()._perform_http_request_internal(url, req)  # type: ignore[no-any-return]
+        answer = self.http.post(url, req, timeout=self.timeout, method="response_url")
+        return WebhookResponse(
+            url=url, status_code=answer.status, body=answer.text, headers=dict(answer.headers.items())
+        )
+
+
+class PooledRespond(Respond):
+    """Bolt's `respond`, posting over the shared pool instead of a new urllib connection."""
+
+    def __init__(self, *, response_url: str | None, http: SlackHttp) -> None:
+        super().__init__(response_url=response_url)
+        self._http = http
+
+    def __call__(
+        self,
+        text: str | dict[Any, Any] = "",
+        blocks: Sequence[dict[Any, Any] | Block] | None = None,
+        attachments: Sequence[dict[Any, Any] | Attachment] | None = None,
+        response_type: str | None = None,
+        replace_original: bool | None = None,
+        delete_original: bool | None = None,
+        unfurl_links: bool | None = None,
+        unfurl_media: bool | None = None,
+        thread_ts: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> WebhookResponse:
+        if self.response_url is None:
+            raise ValueError("respond is unsupported here as there is no response_url")
+        if isinstance(text, dict):
+            message = _build_message(**text)
+        else:
+            message = _build_message(
+                text=text,
+                blocks=blocks,
+                attachments=attachments,
+                response_type=response_type,
+                replace_original=replace_original,
+                delete_original=delete_original,
+                unfurl_links=unfurl_links,
+                unfurl_media=unfurl_media,
+                thread_ts=thread_ts,
+                metadata=metadata,
+            )
+        return PooledWebhookClient(self.response_url, http=self._http).send_dict(message)
+
+
+def pooled_context_middleware(client: PooledWebClient) -> Callable[..., Any]:
+    """A Bolt global middleware: the listener's `client` and `respond` use the shared pool.
+
+    Bolt builds a fresh urllib WebClient per request (copying `App(client=...)`'s settings) and a
+    `respond` that opens a new connection per call; both are swapped for pooled ones here.
+    """
+
+    def middleware(context: BoltContext, next: Callable[[], Any]) -> Any:
+        context["client"] = client
+        if context.response_url:
+            context["respond"] = PooledRespond(response_url=context.response_url, http=client.http)
+        return next()
+
+    return middleware
