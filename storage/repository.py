@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, delete, or_, select, update
+from sqlalchemy import CursorResult, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -358,3 +358,22 @@ def grants_of(session: Session, requester_slack_id: str) -> Sequence[AccessReque
         .where(AccessRequest.requester_slack_id == requester_slack_id, AccessRequest.status.in_(holding))
         .order_by(AccessRequest.id)
     ).all()
+
+
+def other_grants_on(session: Session, request: AccessRequest) -> int:
+    """Other requests whose access still lives on the same Cloudflare membership as `request`'s."""
+    if request.cloudflare_member_id is None:
+        return 0
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(AccessRequest)
+            .where(
+                AccessRequest.account_id == request.account_id,
+                AccessRequest.cloudflare_member_id == request.cloudflare_member_id,
+                AccessRequest.id != request.id,
+                AccessRequest.status.in_([RequestStatus.INVITED.value, RequestStatus.ACCEPTED.value]),
+            )
+        )
+        or 0
+    )

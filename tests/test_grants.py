@@ -339,3 +339,27 @@ def test_the_request_form_asks_for_how_long(make_bot: BotFactory, fake_slack: Fa
     values["duration"] = {"duration_select": {"type": "static_select", "selected_option": eight_hours}}
     assert bot.submit_view(view, values, user_id=ALICE).text == ""
     assert stored(bot, 1).requested_duration_s == 8 * 3600
+
+
+def test_ending_a_grant_whose_member_carries_a_later_grant_takes_back_only_its_own_part(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
+    """The bot created Alice's member for DNS (3 days); later it added Billing (permanent) to it.
+    The end of DNS must not delete the member and with it the Billing grant."""
+    first = approved_for(bot, fake_slack)
+    member_id = stored(bot, first).cloudflare_member_id or ""
+    fake_cf.accept(world.acme, member_id)
+    bot.clock.advance(timedelta(minutes=6))
+    sweep(bot)
+    assert stored(bot, first).status == "accepted"
+    second = file_request(bot, fake_slack, ALICE, 'request "Acme Production" Billing invoices')
+    bot.click(roots_of(fake_slack, second)[0], "request_approve", user_id=BOB)
+    assert stored(bot, second).member_added_to
+    bot.clock.advance(timedelta(days=3, minutes=1))
+    sweep(bot)
+    assert stored(bot, first).status == "ended"
+    assert not [w for w in writes(fake_cf) if w[0] == "DELETE"], "the shared member is not deleted"
+    [member] = alice_members(fake_cf, world)
+    names = {group["name"] for policy in member["policies"] for group in policy["permission_groups"]}
+    assert "Billing" in names and "DNS" not in names
+    assert stored(bot, second).status == "accepted"

@@ -23,7 +23,7 @@ from typing import Any
 from bot.access.access_model import AccessModel, model_of
 from bot.access.audit import AuditEventType
 from bot.access.decisions import Result
-from bot.access.member_access import roles_would_lose, without_added
+from bot.access.member_access import added_record, roles_would_lose, without_added
 from bot.access.services import Services
 from bot.access.state_change import change_state
 from bot.cloudflare.errors import CloudflareError, CloudflareNotFound, CloudflareRateLimited
@@ -32,7 +32,7 @@ from bot.slack.formatting import escape, mention, mentions, number, scope_text, 
 from bot.slack.gateway import SlackError
 from bot.slack.messages import end_warning_blocks
 from storage.models import AccessRequest
-from storage.repository import claim, claim_due, get_request, grants_of
+from storage.repository import claim, claim_due, get_request, grants_of, other_grants_on
 from storage.states import RequestStatus
 
 log = logging.getLogger(__name__)
@@ -172,9 +172,14 @@ class Grants:
         removed_member = False
         removed_access = False
         added = request.access_added if request.member_added_to else None
+        if request.member_created_by_bot and self._shared_membership(request):
+            # Another live grant rides on the member this one created: take back only this one's part.
+            added = added_record(
+                model_of(request.access_model), request.granted_role_ids or [], request.resource_group_id
+            )
         if (request.member_created_by_bot or added) and request.cloudflare_member_id:
             try:
-                if request.member_created_by_bot:
+                if request.member_created_by_bot and not self._shared_membership(request):
                     services.cloudflare.delete_member(request.account_id, request.cloudflare_member_id)
                     removed_member = True
                 else:
@@ -223,6 +228,10 @@ class Grants:
             return Result(False, f"Request {number(request.id)} was already closed.")
         self._announce(request, removal, removed_member, removed_access)
         return Result(True, f"Access granted by {number(request.id)} was removed.")
+
+    def _shared_membership(self, request: AccessRequest) -> bool:
+        with self.services.db.session() as session:
+            return other_grants_on(session, request) > 0
 
     def _take_back(self, request: AccessRequest, added: dict[str, Any]) -> bool:
         """PUT the member's current access less exactly what the bot added (re-read first: someone
