@@ -1,16 +1,21 @@
-"""cf-access-bot benchmarks: one command, figures printed as ratios against a baseline measured
-in the same run (the machine is shared and noisy; absolute times alone mean little).
+"""cf-access-bot benchmarks: one command, figures printed beside a baseline measured in the same
+run (the machine is shared and noisy; absolute times alone mean little), and the targets of
+issue #15 checked at the end.
 
 Run:  .venv/bin/python -m bench            (add --quick for a short smoke run)
 
 Both servers run as separate processes on loopback against the fake Slack and Cloudflare
-servers from tests/; the load generator runs in this process.
+servers from tests/; the load generator runs in this process. The baseline is a bare Bolt app on
+the same Starlette + uvicorn stack answering one trivial command.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import math
+import os
+import re
 import statistics
 import subprocess
 import sys
@@ -31,6 +36,13 @@ from tests.process import ROOT, bot_env, free_port
 
 BOB = "U0BOB00001"
 APPROVAL_CHANNEL = "C0APPROVE1"
+CF_TOKEN = "bench-cf-token-0123456789"
+#: The latency phases run against a fake Cloudflare without a limit: the bot's own budget is set
+#: out of the way there, and measured on its own in the paced burst.
+UNLIMITED = "1000000/5m"
+#: HOME_REFRESH_DELAY's default: Home tabs are republished this long after a change.
+HOME_DELAY = 2.0
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -39,6 +51,39 @@ class Stats:
     p99: float
     throughput: float
     errors: int
+
+
+@dataclass
+class Figure:
+    name: str
+    bot: float
+    unit: str
+    baseline: float | None = None
+    target: str = ""
+    met: bool | None = None  # None: reported, no target
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU (user + system) of `pid` and every process below it, finished children included."""
+    total = 0.0
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(value) for value in fields[11:15]) / CLOCK_TICK
+        todo.extend(children.get(current, []))
+    return total
 
 
 class Server:
@@ -72,14 +117,32 @@ class Server:
         fields = dict(line.split(":", 1) for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines())
         return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
 
+    def cpu(self) -> float:
+        return tree_cpu_seconds(self.process.pid)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample of the bot's /metrics, summed over labels not given; 0 when absent."""
+        total = 0.0
+        for line in httpx.get(self.url + "/metrics").text.splitlines():
+            match = re.fullmatch(r"(\w+)(?:\{(.*)\})? (\S+)", line)
+            if not match or match.group(1) != name:
+                continue
+            found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
+            if all(found.get(key) == value for key, value in labels.items()):
+                total += float(match.group(3))
+        return total
+
     def wait_quiet(self) -> None:
-        """Until the bot's post-ack work has drained (the baseline has none)."""
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            health = httpx.get(self.url + "/healthz").json()
-            if not isinstance(health, dict) or health.get("busy_workers", 0) == 0:
-                return
-            time.sleep(0.1)
+        """Until the bot's post-ack work has drained, Home tab refreshes included (the baseline has none)."""
+        for _ in range(2):
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                # /healthz is cheap; /metrics (every pool, the Cloudflare one included) only to confirm.
+                idle = httpx.get(self.url + "/healthz").json().get("busy_workers", 0) == 0
+                if idle and self.metric("cf_access_work_queue_depth") == 0:
+                    break
+                time.sleep(0.2)
+            time.sleep(HOME_DELAY + 0.5)  # a Home refresh waits on a timer, outside the pools
 
     def stop(self) -> None:
         self.process.terminate()
@@ -123,31 +186,132 @@ def load(
     return Stats(statistics.median(latencies) * 1000, p99 * 1000, len(latencies) / wall, errors)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer requests, 10 000 stored requests for the sweep")
-    parser.add_argument("--database-url", help="default: a fresh SQLite file")
-    args = parser.parse_args()
-    per_level = {1: 50, 16: 200, 64: 320} if not args.quick else {1: 10, 16: 32, 64: 64}
-    workdir = Path(tempfile.mkdtemp(prefix="cf-access-bench-"))
-
+def fakes(users: int) -> tuple[FakeSlack, FakeCloudflare, str]:
     slack = FakeSlack().start()
-    cloudflare = FakeCloudflare(token="bench-cf-token-0123456789").start()
+    cloudflare = FakeCloudflare(token=CF_TOKEN).start()
     account = cloudflare.add_account("Acme Production")
     cloudflare.add_member(account, "bob@example.com", [SUPER_ADMIN["id"]])
     slack.add_user(BOB, "bob@example.com", "bob")
-    users = 2 * sum(per_level.values()) + 200
     for n in range(users):
         slack.add_user(f"U0BN{n:06d}", f"bench{n}@example.com", f"bench{n}")
-    database_url = args.database_url or f"sqlite:///{workdir}/bench.db"
-    env = bot_env(
+    return slack, cloudflare, account
+
+
+def environment(slack: FakeSlack, cloudflare: FakeCloudflare, database_url: str, rate_limit: str) -> dict[str, str]:
+    return bot_env(
         slack,
         cloudflare,
         database_url,
         APPROVAL_CHANNEL=APPROVAL_CHANNEL,
         LOG_LEVEL="WARNING",
-        CLOUDFLARE_API_TOKEN="bench-cf-token-0123456789",
+        CLOUDFLARE_API_TOKEN=CF_TOKEN,
+        CLOUDFLARE_RATE_LIMIT=rate_limit,
     )
+
+
+def file_requests(bot: Server, slack: FakeSlack, users: range, concurrency: int) -> Stats:
+    def send(driver: SlackDriver, n: int) -> httpx.Response:
+        user = f"U0BN{users[n]:06d}"
+        return driver.command('request "Acme Production" DNS benchmark run', user_id=user, wait=False).response
+
+    return load(bot, slack.url, send, len(users), concurrency)
+
+
+def roots_for(slack: FakeSlack, users: range) -> list[Message]:
+    emails = {f"bench{n}@example.com" for n in users}
+    slack.wait_until(lambda: sum(any(e in r.all_text() for e in emails) for r in slack.roots()) >= len(users), 120)
+    return [copy.deepcopy(r) for r in slack.roots() if r.channel == APPROVAL_CHANNEL and _email_of(r) in emails]
+
+
+def _email_of(root: Message) -> str:
+    match = re.search(r"bench\d+@example\.com", root.all_text())
+    return match.group(0) if match else ""
+
+
+def paced_burst(workdir: Path, approvals: int, calls: int, window: float) -> list[Figure]:
+    """A fake Cloudflare enforcing `calls` per rolling `window` (429 code 971, Retry-After, every
+    call refused until the window frees) and a burst of approvals, on a bot whose budget is the same."""
+    slack, cloudflare, account = fakes(approvals + 10)
+    limit = f"{calls}/{int(window)}s"
+    bot = Server("bot", environment(slack, cloudflare, f"sqlite:///{workdir}/paced.db", limit), workdir / "paced.log")
+    users = range(approvals)
+    file_requests(bot, slack, users, 16)
+    roots = roots_for(slack, users)
+    bot.wait_quiet()
+    cloudflare.limit_rate(calls, window)
+    time.sleep(window + 0.5)  # the window starts empty: the filing's calls are behind it
+    before = len(cloudflare.calls)
+    started = time.monotonic()
+    stats = load(
+        bot, slack.url, lambda d, n: d.click(roots[n], "request_approve", user_id=BOB, wait=False), approvals, 16
+    )
+    emails = [f"bench{n}@example.com" for n in users]
+
+    def invited() -> int:
+        return sum(bool(cloudflare.members_with_email(account, email)) for email in emails)
+
+    deadline = time.monotonic() + 30 * window
+    while invited() < approvals and time.monotonic() < deadline:
+        time.sleep(0.05)
+    elapsed = time.monotonic() - started
+    sent = len(cloudflare.calls) - before - cloudflare.rate_limited
+    allowed = math.floor((sent - 1) / calls) * window  # the last call's earliest moment, from an empty window
+    lost = approvals - invited()
+    duplicated = sum(max(0, len(cloudflare.members_with_email(account, email)) - 1) for email in emails)
+    posts = len(cloudflare.calls_to("POST", r"/members$"))
+    waits = bot.metric("cf_access_cloudflare_budget_wait_seconds_count")
+    refusals = bot.metric("cf_access_cloudflare_budget_refusals_total")
+    bot.stop()
+    slack.stop()
+    cloudflare.stop()
+    print(
+        f"   paced burst: {approvals} approvals under {limit}: {sent} calls sent ({posts} POSTs), "
+        f"{cloudflare.rate_limited} answered 429, done in {elapsed:.1f} s (the budget allows {allowed:.0f} s); "
+        f"{waits:.0f} calls waited for their turn, {refusals:.0f} were refused and rescheduled; "
+        f"click acks p99 {stats.p99:.0f} ms",
+        flush=True,
+    )
+    return [
+        Figure(
+            f"paced burst: invites lost or doubled ({approvals} approvals)",
+            lost + duplicated,
+            "",
+            None,
+            "0",
+            lost + duplicated == 0,
+        ),
+        Figure(
+            f"paced burst: 429s received (limit {limit})",
+            cloudflare.rate_limited,
+            "",
+            None,
+            "<= 5",
+            cloudflare.rate_limited <= 5,
+        ),
+        Figure(
+            "paced burst: time / time the budget allows",
+            elapsed / allowed,
+            "x",
+            None,
+            "<= 1.25",
+            elapsed / allowed <= 1.25,
+        ),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer requests, 10 000 stored requests for the sweep")
+    parser.add_argument("--database-url", help="default: a fresh SQLite file")
+    args = parser.parse_args()
+    per_level = {1: 50, 16: 200, 64: 320} if not args.quick else {1: 10, 16: 48, 64: 64}
+    workdir = Path(tempfile.mkdtemp(prefix="cf-access-bench-"))
+    filed = sum(per_level.values())
+    clicks = 10 if args.quick else 40
+    users = filed + clicks + 50
+    slack, cloudflare, _account = fakes(users)
+    database_url = args.database_url or f"sqlite:///{workdir}/bench.db"
+    env = environment(slack, cloudflare, database_url, UNLIMITED)
     print(f"cf-access-bot benchmark ({'quick' if args.quick else 'full'}), work dir {workdir}", flush=True)
 
     baseline = Server(
@@ -155,76 +319,97 @@ def main() -> None:
         {**env, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET},
         workdir / "baseline.log",
     )
-    base_stats = {
-        c: load(
-            baseline, slack.url, lambda d, n: d.command("help", user_id=f"U0BN{n:06d}", wait=False).response, total, c
-        )
-        for c, total in per_level.items()
-    }
+
+    def help_command(driver: SlackDriver, n: int) -> httpx.Response:
+        return driver.command("help", user_id=f"U0BN{n:06d}", wait=False).response
+
+    base_stats: dict[int, Stats] = {}
+    base_cpu = 0.0
+    for c, total in per_level.items():
+        cpu_before = baseline.cpu()
+        base_stats[c] = load(baseline, slack.url, help_command, total, c)
+        if c == 16:
+            base_cpu = (baseline.cpu() - cpu_before) / total * 1000
     base_memory = baseline.memory_kib()
     baseline.stop()
+    print("   baseline measured", flush=True)
 
     bot = Server("bot", env, workdir / "bot.log")
     idle_memory = bot.memory_kib()
-    results: dict[str, dict[int, Stats]] = {}
-    results["help"] = {
-        c: load(bot, slack.url, lambda d, n: d.command("help", user_id=f"U0BN{n:06d}", wait=False).response, total, c)
-        for c, total in per_level.items()
-    }
+    results: dict[str, dict[int, Stats]] = {"help": {}, "request": {}, "approve": {}}
+    cpu: dict[str, float] = {}
+    for c, total in per_level.items():
+        cpu_before = bot.cpu()
+        results["help"][c] = load(bot, slack.url, help_command, total, c)
+        if c == 16:
+            cpu["help"] = (bot.cpu() - cpu_before) / total * 1000
     bot.wait_quiet()
-    next_user = iter(range(users))
+    slack_connections, cloudflare_connections = slack.connections, cloudflare.connections
     calls_before_burst = len(cloudflare.calls)
 
-    def quick_request(driver: SlackDriver, _n: int) -> httpx.Response:
-        user = f"U0BN{next(next_user):06d}"
-        return driver.command('request "Acme Production" DNS benchmark run', user_id=user, wait=False).response
-
-    results["request"] = {}
+    first = 0
+    batches: dict[int, range] = {}
     for c, total in per_level.items():
-        results["request"][c] = load(bot, slack.url, quick_request, total, c)
+        batches[c] = range(first, first + total)
+        first += total
+        cpu_before = bot.cpu()
+        results["request"][c] = file_requests(bot, slack, batches[c], c)
         bot.wait_quiet()
-    filed = sum(per_level.values())
-    slack.wait_until(lambda: len(slack.roots()) >= filed, timeout=120)
-    roots = [copy.deepcopy(r) for r in slack.roots() if r.channel == APPROVAL_CHANNEL]
+        if c == 16:
+            cpu["request"] = (bot.cpu() - cpu_before) / total * 1000
+    print("   requests filed", flush=True)
 
-    results["approve"] = {}
-    offset = 0
     for c, total in per_level.items():
-        batch = roots[offset : offset + total]
-        offset += total
+        batch = roots_for(slack, batches[c])
+        cpu_before = bot.cpu()
         results["approve"][c] = load(
             bot, slack.url, lambda d, n, b=batch: d.click(b[n], "request_approve", user_id=BOB, wait=False), total, c
         )
         bot.wait_quiet()
-    approved = offset
-    cloudflare.wait_for_call("POST", r"/members$", count=approved, timeout=120)
+        if c == 16:
+            cpu["approve"] = (bot.cpu() - cpu_before) / total * 1000
+    cloudflare.wait_for_call("POST", r"/members$", count=filed, timeout=120)
+    bot.wait_quiet()
+    served = 2 * filed
+    new_slack = (slack.connections - slack_connections) / served * 100
+    new_cloudflare = (cloudflare.connections - cloudflare_connections) / served * 100
     burst_calls = len(cloudflare.calls) - calls_before_burst
     posts = len(cloudflare.calls_to("POST", r"/members$"))
+    print("   requests approved", flush=True)
 
-    # Click -> invite: sequential clicks on requests filed for it, with Cloudflare answering at once.
+    # Click -> invite: sequential clicks on requests filed for it beforehand, each on a quiet bot
+    # (the Home refresh of the click before has run), with Cloudflare answering at once.
+    click_users = range(first, first + clicks)
+    file_requests(bot, slack, click_users, 4)
+    click_roots = roots_for(slack, click_users)
+    bot.wait_quiet()
     driver = bot.driver(slack.url)
     delays: list[float] = []
-    ack_times: list[float] = []
-    for n in range(20 if args.quick else 60):
-        user = f"U0BN{next(next_user):06d}"
-        driver.command('request "Acme Production" DNS click to invite', user_id=user, wait=False)
-        email = f"bench{int(user[4:])}@example.com"
-        slack.wait_until(lambda e=email: any(e in m.all_text() for m in slack.roots()), timeout=30)
-        root: Message = next(m for m in slack.roots() if email in m.all_text())
+    for n, root in enumerate(click_roots):
+        email = _email_of(root)
         sent = time.monotonic()
-        response = driver.click(copy.deepcopy(root), "request_approve", user_id=BOB, wait=False)
-        acked = time.monotonic()
+        response = driver.click(root, "request_approve", user_id=BOB, wait=False)
         cloudflare.wait_for_call("POST", r"/members$", count=posts + n + 1, timeout=30)
         post = next(c for c in reversed(cloudflare.calls) if c.method == "POST" and c.body["email"] == email)
         # The POST often reaches Cloudflare before the ack reaches the client; count from the send.
         delays.append((post.received_at - sent) * 1000)
-        ack_times.append((acked - sent) * 1000)
         assert response.status_code == 200
+        time.sleep(HOME_DELAY + 0.3)
     bot.wait_quiet()
     after_memory = bot.memory_kib()
     bot.stop()
     slack.stop()
     cloudflare.stop()
+    print("   click to invite measured", flush=True)
+
+    approvals, limit_calls, limit_window = (60, 20, 5.0) if args.quick else (120, 40, 10.0)
+    paced = paced_burst(workdir, approvals, limit_calls, limit_window)
+
+    stored = 10_000 if args.quick else 100_000
+    small = stored // 10
+    print(f"   sweeps over {stored} and {small} stored requests", flush=True)
+    sweep = run_sweep_bench(stored, args.database_url)
+    sweep_base = run_sweep_bench(small, args.database_url)
 
     print("\n1. Ack latency (ms) and throughput (req/s); baseline = bare Bolt app, trivial command, same stack")
     print(
@@ -237,40 +422,76 @@ def main() -> None:
                 f"{name:<10}{c:>5}{stats.p50:>9.1f}{stats.p99:>9.1f}{base.p99:>10.1f}{stats.p99 / base.p99:>10.2f}x"
                 f"{stats.throughput:>9.0f}{base.throughput:>12.0f}{stats.errors:>8}"
             )
-    print("   targets: p99 <= 1.3x baseline at 16 concurrent; p99 < 300 ms at 64 concurrent")
     print(
-        f"\n2. Click sent -> Cloudflare receives the POST: median {statistics.median(delays):.1f} ms, "
-        f"p90 {sorted(delays)[int(len(delays) * 0.9)]:.1f} ms over {len(delays)} clicks; the ack itself: median "
-        f"{statistics.median(ack_times):.1f} ms (target: median <= 50 ms; the POST usually lands before the ack "
-        "reaches the client)"
+        f"\n2. Sweep time (ms) over {stored} stored requests; baseline: the same sweep over {small} stored "
+        "(SQLite unless --database-url); at most 200 handled per sweep:"
     )
-    print(
-        f"\n3. Cloudflare calls for {filed} filed and {approved} approved requests on one account: {burst_calls} "
-        f"= {burst_calls / approved:.3f} per approved request (target <= 1.1; floor 1)"
-    )
-    stored = 10_000 if args.quick else 100_000
-    small = stored // 10
-    print(
-        f"\n4. Sweep time (ms) over {stored} stored requests; baseline: the same sweep over {small} stored "
-        "(SQLite unless --database-url); at most 200 handled per sweep:",
-        flush=True,
-    )
-    sweep = run_sweep_bench(stored, args.database_url)
-    sweep_base = run_sweep_bench(small, args.database_url)
     print(
         f"   {'due':>5}{'first sweep':>13}{'baseline':>10}{'ratio':>8}{'all due handled':>17}{'baseline':>10}{'ratio':>8}"
     )
-    for (due, first, total, sweeps), (_, base_first, base_total, _) in zip(sweep, sweep_base, strict=True):
+    for (due, first_ms, total_ms, sweeps), (_, base_first, base_total, _) in zip(sweep, sweep_base, strict=True):
         print(
-            f"   {due:>5}{first:>13.1f}{base_first:>10.1f}{first / base_first:>7.2f}x{total:>17.1f}"
-            f"{base_total:>10.1f}{total / base_total:>7.2f}x  ({sweeps} sweeps)"
+            f"   {due:>5}{first_ms:>13.1f}{base_first:>10.1f}{first_ms / base_first:>7.2f}x{total_ms:>17.1f}"
+            f"{base_total:>10.1f}{total_ms / base_total:>7.2f}x  ({sweeps} sweeps)"
         )
-    print("   target: < 100 ms with nothing due; growing with what is due, not with what is stored")
-    print(
-        f"\n5. Memory (RSS KiB): bot idle {idle_memory[0]}, bot after runs {after_memory[0]} "
-        f"(peak {after_memory[1]}); baseline after its runs {base_memory[0]} (peak {base_memory[1]}); "
-        f"ratio peak {after_memory[1] / base_memory[1]:.2f}x"
+
+    figures: list[Figure] = []
+    for name in ("help", "request", "approve"):
+        p99, base = results[name][16].p99, base_stats[16].p99
+        figures.append(Figure(f"ack p99 at 16 concurrent: {name}", p99, "ms", base, "<= 1.5x", p99 <= 1.5 * base))
+    for name in ("help", "request", "approve"):
+        p99 = results[name][64].p99
+        figures.append(
+            Figure(f"ack p99 at 64 concurrent: {name}", p99, "ms", base_stats[64].p99, "< 300 ms", p99 < 300)
+        )
+    figures.append(Figure("CPU per help at 16 concurrent", cpu["help"], "ms", base_cpu))
+    figures.append(
+        Figure(
+            "CPU per filed request (follow-up incl.)", cpu["request"], "ms", base_cpu, "<= 10 ms", cpu["request"] <= 10
+        )
     )
+    figures.append(
+        Figure(
+            "CPU per Approve click (follow-up incl.)", cpu["approve"], "ms", base_cpu, "<= 12 ms", cpu["approve"] <= 12
+        )
+    )
+    figures.append(Figure("new Slack connections per 100 requests", new_slack, "", None, "<= 5", new_slack <= 5))
+    figures.append(
+        Figure("new Cloudflare connections per 100 requests", new_cloudflare, "", None, "<= 5", new_cloudflare <= 5)
+    )
+    median = statistics.median(delays)
+    figures.append(Figure("click to Cloudflare POST, median", median, "ms", None, "<= 30 ms", median <= 30))
+    per_approval = burst_calls / filed
+    figures.append(
+        Figure("Cloudflare calls per approved request", per_approval, "", None, "<= 2.1", per_approval <= 2.1)
+    )
+    figures.extend(paced)
+    nothing_due = sweep[0][1]
+    figures.append(
+        Figure(
+            f"sweep with nothing due ({stored} stored)",
+            nothing_due,
+            "ms",
+            sweep_base[0][1],
+            "< 100 ms",
+            nothing_due < 100,
+        )
+    )
+    figures.append(Figure("RSS at start", idle_memory[0] / 1024, "MiB", base_memory[0] / 1024))
+    figures.append(Figure("peak RSS", after_memory[1] / 1024, "MiB", base_memory[1] / 1024))
+
+    print("\n3. Targets (issue #15); baseline = the bare Bolt app in the same run where one applies")
+    print(f"   {'figure':<52}{'bot':>10}{'baseline':>10}{'ratio':>8}  {'target':<10}{'met':>4}")
+    for figure in figures:
+        base_text = f"{figure.baseline:>10.1f}" if figure.baseline is not None else f"{'-':>10}"
+        ratio = f"{figure.bot / figure.baseline:>7.2f}x" if figure.baseline else f"{'-':>8}"
+        met = "" if figure.met is None else ("yes" if figure.met else "NO")
+        value = f"{figure.bot:.2f}" if figure.unit in ("", "x") else f"{figure.bot:.1f}"
+        print(
+            f"   {figure.name:<52}{value + (' ' + figure.unit if figure.unit not in ('', 'x') else ''):>10}{base_text}{ratio}  {figure.target:<10}{met:>4}"
+        )
+    checked = [figure for figure in figures if figure.met is not None]
+    print(f"\nbench: {sum(bool(f.met) for f in checked)} of {len(checked)} targets met")
 
 
 if __name__ == "__main__":

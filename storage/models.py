@@ -139,6 +139,10 @@ class AccessRequest(Base):
         Index("ix_requests_invite_due", "status", "invite_due_at"),
         Index("ix_requests_invite_check_due", "status", "invite_check_due_at"),
         Index("ix_requests_slack_sync_due", "slack_sync_due_at"),
+        # The grant sweeps (end warnings, removals, holder re-checks) must not scan the table.
+        Index("ix_requests_end_warning_due", "status", "end_warning_due_at"),
+        Index("ix_requests_removal_due", "status", "removal_due_at"),
+        Index("ix_requests_holder_check_due", "status", "holder_check_due_at"),
     )
 
 

@@ -15,9 +15,8 @@ import json
 from typing import Any
 from urllib.parse import parse_qsl
 
-from slack_bolt.context.context import BoltContext
 from slack_bolt.request import BoltRequest
-from slack_bolt.request.internals import build_context, build_normalized_headers, extract_content_type
+from slack_bolt.request.internals import build_normalized_headers, extract_content_type
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -45,10 +44,12 @@ class SlackRequest(BoltRequest):
     def __init__(self, *, body: str, query: Any = None, headers: Any = None) -> None:
         # Our strict parse first: malformed bodies fail here with ValueError, before Bolt's parser.
         parsed = parse_slack_body(body, extract_content_type(build_normalized_headers(headers)))
-        super().__init__(body=body, query=query, headers=headers, mode="http")
-        if parsed != self.body:
-            self.body = parsed
-            self.context = build_context(BoltContext({}), self.body)
+        # Bolt takes a parsed body only outside HTTP mode; hand it ours rather than let it decode the
+        # same bytes again (a click's payload carries the whole message: most of the ack's CPU),
+        # then restore the raw body, which Bolt's own signature check reads, and the mode.
+        super().__init__(body=parsed, query=query, headers=headers, mode="socket_mode")
+        self.raw_body = body
+        self.mode = "http"
 
     def to_copyable(self) -> BoltRequest:
         return SlackRequest(body=self.raw_body, query=self.query, headers=self.headers)

@@ -99,13 +99,19 @@ class SlackHttp:
         started = time.perf_counter()
         connection = self._checkout(origin, timeout)
         try:
+            if connection.sock is None:
+                try:
+                    connection.connect()
+                except OSError as error:  # as urllib: a failure to connect is a URLError
+                    raise URLError(error) from error
             connection.request("POST", target, body=body, headers=headers)
             response = connection.getresponse()
             data = response.read()
-        except (OSError, HTTPException) as error:
+        except (OSError, HTTPException):
+            # As urllib: later failures (reset, timeout, bad status line) are raised as they are.
             connection.close()
             self._observe(method, 0, started)
-            raise URLError(error) from error
+            raise
         if response.will_close:
             connection.close()
         else:
