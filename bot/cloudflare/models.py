@@ -87,13 +87,12 @@ def zone_scope_key(zone_id: str) -> str:
     return f"{ZONE_KEY_PREFIX}{zone_id}"
 
 
-class GroupRef(_Model):
-    """A permission group or resource group as a member's policy carries it (expanded, `meta` free-form)."""
+class _Labelled(_Model):
+    """A group with a name and a free-form `meta` map (`label`, ...); null name or meta read as empty."""
 
     id: str = ""
     name: str = ""
     meta: dict[str, Any] = Field(default_factory=dict)
-    scope: Any = None
 
     @field_validator("name", mode="before")
     @classmethod
@@ -108,6 +107,12 @@ class GroupRef(_Model):
     @property
     def label(self) -> str:
         return str(self.meta.get("label") or "")
+
+
+class GroupRef(_Labelled):
+    """A permission group or resource group as a member's policy carries it (expanded, `meta` free-form)."""
+
+    scope: Any = None
 
     def _scopes(self) -> list[dict[str, Any]]:
         # One object in the 2026 schema, an array in the SDKs and the 2024 schema: both are read.
@@ -148,7 +153,7 @@ class ResourceGroup(GroupRef):
     id: str
 
 
-class PermissionGroup(_Model):
+class PermissionGroup(_Labelled):
     """A permission group (`.../iam/permission_groups`): what a role is in the policies model.
 
     `meta` is a free-form map: `label` (e.g. `admin`, `all_privileges`), `scopes` (a string, or a
@@ -156,22 +161,6 @@ class PermissionGroup(_Model):
     """
 
     id: str
-    name: str = ""
-    meta: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("name", mode="before")
-    @classmethod
-    def _name_may_be_null(cls, value: Any) -> Any:
-        return _null_is_empty(value)
-
-    @field_validator("meta", mode="before")
-    @classmethod
-    def _meta_is_a_map(cls, value: Any) -> Any:
-        return value if isinstance(value, dict) else {}
-
-    @property
-    def label(self) -> str:
-        return str(self.meta.get("label") or "")
 
     @property
     def description(self) -> str:

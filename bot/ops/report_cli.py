@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import IO, Any
 
@@ -58,17 +59,17 @@ def _text(value: Any, *, yes: str = "true", no: str = "false") -> str:
     return "" if value is None else str(value)
 
 
-class _Writer:
+class _Writer(ABC):
     def __init__(self, out: IO[str]) -> None:
         self.out = out
 
-    def begin(self) -> None:
+    def begin(self) -> None:  # noqa: B027  (an optional hook: most formats start with nothing)
         pass
 
-    def rows(self, review: AccountReview) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def rows(self, review: AccountReview) -> None: ...
 
-    def end(self, reviews: Sequence[AccountReview]) -> None:
+    def end(self, reviews: Sequence[AccountReview]) -> None:  # noqa: B027  (an optional hook)
         pass
 
 
