@@ -114,3 +114,15 @@ def test_migrations_build_exactly_the_models_schema(db: Database) -> None:
         context = MigrationContext.configure(connection, opts={"compare_type": False})
         differences = compare_metadata(context, Base.metadata)
     assert differences == []
+
+
+def test_head_revision_constant_is_alembics_head() -> None:
+    """`HEAD_REVISION` lets a current database start without Alembic; it must name the real head."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from storage.migrate import _MIGRATIONS, HEAD_REVISION
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_heads() == [HEAD_REVISION]
