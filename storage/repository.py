@@ -151,6 +151,20 @@ def pending_for_accounts(session: Session, account_ids: Iterable[str], *, limit:
     ).all()
 
 
+def pending_account_ids(session: Session, account_ids: Iterable[str]) -> set[str]:
+    """The accounts among `account_ids` that have pending requests (answered from the status index)."""
+    ids = list(account_ids)
+    if not ids:
+        return set()
+    return set(
+        session.scalars(
+            select(AccessRequest.account_id)
+            .where(AccessRequest.status == RequestStatus.PENDING.value, AccessRequest.account_id.in_(ids))
+            .distinct()
+        )
+    )
+
+
 def iter_requests(
     session: Session, *, status: str | None = None, account_id: str | None = None, batch: int = 500
 ) -> Iterator[AccessRequest]:

@@ -16,7 +16,7 @@ from bot.cloudflare.errors import CloudflareError
 from bot.slack.gateway import SlackError, View
 from bot.slack.home import grant_key, home_view
 from storage.models import AccessRequest
-from storage.repository import pending_for_accounts, requests_of
+from storage.repository import pending_account_ids, pending_for_accounts, requests_of
 
 log = logging.getLogger(__name__)
 MAX_OWN = 15
@@ -36,13 +36,15 @@ def build_home(services: Services, user_id: str) -> View:
             account_ids = [account.id for account in services.directory.accounts()]
         except CloudflareError:
             account_ids = []
-        candidates = list(pending_for_accounts(session, account_ids, limit=MAX_CANDIDATES))
+        # Which accounts have anything waiting (an index-only query), then rows only for the ones this
+        # person approves: a requester's Home costs no pending rows at all.
+        waiting_accounts = pending_account_ids(session, account_ids)
     try:
-        approvable = set(
-            services.directory.accounts_approved_by(user_id, sorted({request.account_id for request in candidates}))
-        )
+        approvable = set(services.directory.accounts_approved_by(user_id, sorted(waiting_accounts)))
     except CloudflareError:
         approvable = set()
+    with services.db.session() as session:
+        candidates = list(pending_for_accounts(session, sorted(approvable), limit=MAX_CANDIDATES))
     all_waiting = [
         request for request in candidates if request.account_id in approvable and request.requester_slack_id != user_id
     ]
