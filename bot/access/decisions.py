@@ -24,6 +24,7 @@ from bot.cloudflare.errors import CloudflareError
 from bot.core.clock import Clock
 from bot.core.config import Settings
 from bot.core.durations import format_duration
+from bot.core.ttl_cache import TtlCache
 from bot.slack.formatting import escape, mention, number, scope_text, shown_roles, slack_date
 from bot.slack.gateway import SlackError, SlackGateway
 from storage.db import Database
@@ -78,6 +79,8 @@ class Decisions:
         self._audit = audit
         self._clock = clock
         self._slack = slack
+        # Deciders' e-mails for audit rows: asked of Slack once per hour, not on every click.
+        self._actor_emails: TtlCache[str, str | None] = TtlCache(clock, timedelta(hours=1))
 
     def _change(
         self,
@@ -111,7 +114,7 @@ class Decisions:
 
     def _email_of(self, slack_id: str) -> str | None:
         try:
-            return self._slack.profile(slack_id).email
+            return self._actor_emails.get(slack_id, lambda: self._slack.profile(slack_id).email)
         except Exception:  # the audit row is still written, without the e-mail
             log.warning("could not read the profile of %s", slack_id)
             return None
