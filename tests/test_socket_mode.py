@@ -3,6 +3,7 @@ prompt reconnects (disconnect, dropped or silent TCP), graceful SIGTERM, and a r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -77,15 +78,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime, all threads
 
 
-def test_socket_mode_end_to_end(
-    fake_slack: FakeSlack,
-    fake_cf: FakeCloudflare,
-    world: World,
-    database_url: str,
-    socket_mode: FakeSocketMode,
-    tmp_path: Path,
-) -> None:
-    log_path = tmp_path / "socket.log"
+@contextlib.contextmanager
+def socket_bot(
+    fake_slack: FakeSlack, fake_cf: FakeCloudflare, database_url: str, socket_mode: FakeSocketMode, log_path: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], SocketModeDriver]]:
+    """`python -m bot socket` as a real process, connected to the fake; killed if a test leaves it running."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "bot", "socket"],
@@ -97,7 +94,23 @@ def test_socket_mode_end_to_end(
     try:
         driver = SocketModeDriver(fake_slack, socket_mode)
         driver.link = socket_mode.wait_link(1, timeout=60)
+        yield process, driver
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
 
+
+def test_socket_mode_end_to_end(
+    fake_slack: FakeSlack,
+    fake_cf: FakeCloudflare,
+    world: World,
+    database_url: str,
+    socket_mode: FakeSocketMode,
+    tmp_path: Path,
+) -> None:
+    log_path = tmp_path / "socket.log"
+    with socket_bot(fake_slack, fake_cf, database_url, socket_mode, log_path) as (process, driver):
         # A slash command: the usage text comes back in the ack's payload.
         reply = driver.command("help", user_id=ALICE)
         assert "/cf-access request" in reply.response.json()["text"]
@@ -159,10 +172,6 @@ def test_socket_mode_end_to_end(
             f"disconnect->hello {reconnected_after * 1000:.0f} ms; drop->hello {dropped_after * 1000:.0f} ms; "
             f"idle CPU {idle_cpu:.3f} s in 3 s"
         )
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def test_sigterm_lets_work_in_flight_finish(
@@ -174,17 +183,7 @@ def test_sigterm_lets_work_in_flight_finish(
     tmp_path: Path,
 ) -> None:
     log_path = tmp_path / "socket.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "socket"],
-            cwd=ROOT,
-            env=socket_env(fake_slack, fake_cf, database_url),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        driver = SocketModeDriver(fake_slack, socket_mode)
-        driver.link = socket_mode.wait_link(1, timeout=60)
+    with socket_bot(fake_slack, fake_cf, database_url, socket_mode, log_path) as (process, driver):
         # Slack is slow to take the approval posts: they are still in flight when SIGTERM arrives.
         fake_slack.inject(SlackFault("chat.postMessage", retry_after=1, delay=0.5))
         driver.command('request "Acme Production" DNS socket mode test', user_id=ALICE)
@@ -193,10 +192,6 @@ def test_sigterm_lets_work_in_flight_finish(
         assert len(roots_of(fake_slack, 1)) == 2, "the approvers' messages were lost at shutdown"
         socket_mode.wait_closed(driver.link, timeout=5)
         assert driver.link.close_code == 1000
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def test_a_refused_app_token_is_one_line_naming_it(

@@ -157,7 +157,11 @@ class SocketModeRunner:
         for signum in (signal.SIGTERM, signal.SIGINT):
             try:
                 loop.add_signal_handler(signum, self._on_signal, signum)
-            except (ValueError, RuntimeError, NotImplementedError):  # not the main thread: stop() only
+            except (
+                ValueError,
+                RuntimeError,
+                NotImplementedError,
+            ):  # off the main thread, or a loop without signals: stop() only
                 continue
             installed.append(signum)
         return installed
