@@ -88,6 +88,10 @@ class BotProcess(SlackDriver):
                 self.process.kill()
         self.http.close()
 
+    def log_tail(self, chars: int = 3000) -> str:
+        """The end of the process's log, for a failing assertion's message."""
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
     def __enter__(self) -> BotProcess:
         return self
 

@@ -141,17 +141,25 @@ def test_a_running_replica_takes_over_a_crashed_holders_invite_within_the_lease(
 ) -> None:
     """The holder renews its lease while its POST hangs longer than INVITE_LEASE, so the other
     replica keeps off; once the holder is SIGKILLed the other takes the invite over within
-    INVITE_LEASE, with the sweep (SCHEDULER_INTERVAL) still minutes away."""
+    INVITE_LEASE, with the sweep (SCHEDULER_INTERVAL) still minutes away.
+
+    The other replica starts once the holder's POST is out: started earlier, its own invite poll
+    may win the race for the fresh approval, and then the "holder" killed would hold nothing."""
     lease = 4.0
     env = bot_env(fake_slack, fake_cf, database_url, INVITE_LEASE="4s", CLOUDFLARE_TIMEOUT="40")
-    with BotProcess(env, tmp_path / "survivor.log").start():
-        holder = BotProcess(env, tmp_path / "holder.log").start()
-        holder.attach(fake_slack)
+    holder = BotProcess(env, tmp_path / "holder.log").start()
+    holder.attach(fake_slack)
+    try:
+        file_via(holder, fake_slack)
+        fake_cf.inject(Fault("POST", r"/members$", status=500, delay=30))
+        holder.click(roots_of(fake_slack, 1)[0], "request_approve", user_id=BOB)
+        fake_cf.wait_for_call("POST", r"/members$")
+        survivor = BotProcess(env, tmp_path / "survivor.log").start()
+    except BaseException:
+        holder.stop()
+        raise
+    with survivor:
         try:
-            file_via(holder, fake_slack)
-            fake_cf.inject(Fault("POST", r"/members$", status=500, delay=30))
-            holder.click(roots_of(fake_slack, 1)[0], "request_approve", user_id=BOB)
-            fake_cf.wait_for_call("POST", r"/members$")
             time.sleep(lease + 1)
             assert len(fake_cf.calls_to("POST", r"/members$")) == 1, "the live holder's lease never lapsed"
             killed_at = time.monotonic()
@@ -159,7 +167,7 @@ def test_a_running_replica_takes_over_a_crashed_holders_invite_within_the_lease(
         finally:
             holder.stop()
         posts = fake_cf.wait_for_call("POST", r"/members$", count=2, timeout=lease + 10)
-        assert len(posts) == 2, "no replica took the invite over"
+        assert len(posts) == 2, f"no replica took the invite over:\n{survivor.log_tail()}"
         took = posts[1].received_at - killed_at
         print(f"\ninvite taken over by a running replica {took:.2f} s after SIGKILL (INVITE_LEASE {lease:.0f}s)")
         assert took <= lease, f"taken over after {took:.2f} s"
