@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 import os
 import re
@@ -209,6 +210,30 @@ def environment(slack: FakeSlack, cloudflare: FakeCloudflare, database_url: str,
     )
 
 
+#: One requester in this many has opened the bot's Home tab (the approver has): only those tabs are
+#: republished on a change, as in a workspace where most requesters never look at it.
+HOME_VIEWER_EVERY = 10
+
+
+def open_home_tab(bot: Server, slack_url: str, user_id: str) -> None:
+    """What Slack sends when `user_id` opens the Home tab (`app_home_opened`)."""
+    body = json.dumps(
+        {
+            "type": "event_callback",
+            "team_id": "T0TEAM0001",
+            "api_app_id": "A0CFACCESS",
+            "event_id": f"EvBench{user_id}",
+            "event_time": int(time.time()),
+            "event": {"type": "app_home_opened", "user": user_id, "channel": "D0X", "tab": "home", "event_ts": "1.1"},
+        }
+    )
+    driver = bot.driver(slack_url)
+    try:
+        assert driver.signed_post(body, "application/json").status_code == 200
+    finally:
+        driver.http.close()
+
+
 def file_requests(bot: Server, slack: FakeSlack, users: range, concurrency: int) -> Stats:
     def send(driver: SlackDriver, n: int) -> httpx.Response:
         user = f"U0BN{users[n]:06d}"
@@ -336,6 +361,8 @@ def main() -> None:
 
     bot = Server("bot", env, workdir / "bot.log")
     idle_memory = bot.memory_kib()
+    for viewer in [BOB, *(f"U0BN{n:06d}" for n in range(0, users, HOME_VIEWER_EVERY))]:
+        open_home_tab(bot, slack.url, viewer)
     results: dict[str, dict[int, Stats]] = {"help": {}, "request": {}, "approve": {}}
     cpu: dict[str, float] = {}
     for c, total in per_level.items():

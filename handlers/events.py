@@ -11,7 +11,7 @@ from bot.access.grants import Grants
 from bot.access.home import build_home
 from bot.access.services import Services
 from storage.models import ProcessedEvent
-from storage.repository import remember_event
+from storage.repository import record_home_viewer, remember_event
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,8 @@ class EventHandlers:
                     return
         try:
             user_id = event["user"]
+            with self.services.db.session() as session:
+                record_home_viewer(session, user_id, now=self.services.clock.now())
             self.services.slack.publish_home(user_id, build_home(self.services, user_id))
         except Exception:
             if event_id:

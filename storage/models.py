@@ -182,6 +182,17 @@ class ProcessedEvent(Base):
     received_at: Mapped[datetime]
 
 
+class HomeViewer(Base):
+    """People who have opened the bot's Home tab. Only their tabs are republished after a change:
+    anyone else's tab is published when they first open it (`app_home_opened`), so publishing it
+    earlier would be a Slack call nobody sees."""
+
+    __tablename__ = "home_viewers"
+
+    slack_user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    opened_at: Mapped[datetime]
+
+
 class ScheduledRun(Base):
     """A job that runs once across replicas and restarts: who holds it now, when it last ran, and
     what that run found (the access review keeps its counts here for the approvers' Home tab)."""

@@ -15,7 +15,7 @@ from sqlalchemy import CursorResult, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from storage.models import AccessRequest, AuditEvent, ProcessedEvent, RequestMessage
+from storage.models import AccessRequest, AuditEvent, HomeViewer, ProcessedEvent, RequestMessage
 from storage.states import OPEN_STATUSES, RequestStatus, sources_for
 
 
@@ -307,6 +307,27 @@ def remember_event(session: Session, event_id: str, *, now: datetime) -> bool:
     except IntegrityError:
         return False
     return True
+
+
+def record_home_viewer(session: Session, user_id: str, *, now: datetime) -> None:
+    """Note that `user_id` opened the Home tab (an update; an insert the first time)."""
+    result = session.execute(update(HomeViewer).where(HomeViewer.slack_user_id == user_id).values(opened_at=now))
+    if isinstance(result, CursorResult) and result.rowcount:
+        return
+    try:
+        with session.begin_nested():
+            session.add(HomeViewer(slack_user_id=user_id, opened_at=now))
+            session.flush()
+    except IntegrityError:  # a replica recorded the same first open at the same moment
+        pass
+
+
+def home_viewers_among(session: Session, user_ids: Iterable[str]) -> set[str]:
+    """Those of `user_ids` who have ever opened the Home tab."""
+    wanted = sorted(set(user_ids))
+    if not wanted:
+        return set()
+    return set(session.scalars(select(HomeViewer.slack_user_id).where(HomeViewer.slack_user_id.in_(wanted))))
 
 
 def claim_due(

@@ -107,6 +107,8 @@ def test_approver_decides_from_home_with_the_same_rules(
 
 
 def test_homes_refresh_when_a_request_changes(bot: BotUnderTest, fake_slack: FakeSlack, world: World) -> None:
+    open_home(bot, fake_slack, BOB)
+    open_home(bot, fake_slack, ALICE)
     request_id = file_request(bot, fake_slack, ALICE)
     assert "Waiting for your decision" in json.dumps(fake_slack.home_views[BOB]), "approvers see new requests"
     from tests.helpers import roots_of
@@ -114,6 +116,24 @@ def test_homes_refresh_when_a_request_changes(bot: BotUnderTest, fake_slack: Fak
     bot.click(roots_of(fake_slack, request_id)[0], "request_approve", user_id=BOB)
     assert "Invite sent" in json.dumps(fake_slack.home_views[ALICE])
     assert "Waiting for your decision" not in json.dumps(fake_slack.home_views[BOB])
+
+
+def test_only_tabs_someone_has_opened_are_republished(bot: BotUnderTest, fake_slack: FakeSlack, world: World) -> None:
+    """A tab nobody has opened is published by `app_home_opened` when they first open it, fresh;
+    publishing it on every change would be Slack calls nobody sees (a requester rarely opens it)."""
+    open_home(bot, fake_slack, BOB)
+    publishes = len(fake_slack.calls_to("views.publish"))
+    request_id = file_request(bot, fake_slack, ALICE)
+    published_to = [args["user_id"] for args in fake_slack.calls_to("views.publish")[publishes:]]
+    assert published_to == [BOB], "the approver who looks at the tab, not the requester who never opened it"
+    assert ALICE not in fake_slack.home_views
+
+    view = open_home(bot, fake_slack, ALICE)
+    assert f"#{request_id}" in json.dumps(view), "the first open shows the request, fresh"
+    from tests.helpers import roots_of
+
+    bot.click(roots_of(fake_slack, request_id)[0], "request_approve", user_id=BOB)
+    assert "Invite sent" in json.dumps(fake_slack.home_views[ALICE]), "once opened, the tab follows changes"
 
 
 def _refresher(bot: BotUnderTest) -> HomeRefresher:
@@ -129,6 +149,10 @@ def test_refresher_retries_a_failed_publish_once(
 ) -> None:
     """A refresh whose views.publish failed used to be dropped: the tab stayed stale until the next change."""
     refresher = _refresher(bot)
+    for user_id in (ALICE, BOB):
+        open_home(bot, fake_slack, user_id)
+    fake_slack.home_views.clear()
+    fake_slack.calls = [(name, args) for name, args in fake_slack.calls if name != "views.publish"]
     fake_slack.inject(SlackFault(method="views.publish", status=200, error="internal_error"))
     refresher.mark({ALICE})
     bot.wait_idle()

@@ -16,7 +16,7 @@ from bot.cloudflare.errors import CloudflareError
 from bot.slack.gateway import SlackError, View
 from bot.slack.home import grant_key, home_view
 from storage.models import AccessRequest
-from storage.repository import pending_account_ids, pending_for_accounts, requests_of
+from storage.repository import home_viewers_among, pending_account_ids, pending_for_accounts, requests_of
 
 log = logging.getLogger(__name__)
 MAX_OWN = 15
@@ -82,7 +82,8 @@ class HomeRefresher:
     """Republishes the Home tab of everyone a change concerns, coalesced.
 
     A burst of changes (100 approvals in a minute) must not become hundreds of `views.publish`
-    calls: users are marked dirty and published once per HOME_REFRESH_DELAY. A publish that fails
+    calls: users are marked dirty and published once per HOME_REFRESH_DELAY, and only those who
+    have opened the tab (the rest get a fresh tab from `app_home_opened` when they first open it). A publish that fails
     is tried once more a delay later, so one Slack hiccup does not leave a stale tab until the
     next change; one person's failure never stops the others' tabs.
     """
@@ -126,10 +127,19 @@ class HomeRefresher:
     def _flush(self) -> None:
         with self._lock:
             users, self._dirty, self._scheduled = self._dirty, set(), False
-        failed = self._publish(users)
+        failed = self._publish(self._viewers(users))
         if failed:
             log.info("retrying the Home tab of %d people later", len(failed))
             self._later(lambda: self._retry(failed))
+
+    def _viewers(self, users: set[str]) -> set[str]:
+        """Those of `users` who have opened the tab; all of them when the database cannot say."""
+        try:
+            with self._services.db.session() as session:
+                return home_viewers_among(session, users)
+        except Exception:
+            log.warning("could not tell whose Home tab is open; refreshing all %d", len(users), exc_info=True)
+            return users
 
     def _retry(self, users: set[str]) -> None:
         with self._lock:
