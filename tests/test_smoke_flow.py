@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 from tests.conftest import ALICE, BOB, CAROL, PG_IDS, ROLE_IDS, World
 from tests.fakes.cloudflare import FakeCloudflare
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import FakeSlack, SlackFault
 from tests.harness import BotUnderTest
 
 
@@ -25,3 +27,23 @@ def test_request_approve_invite(
     [member] = fake_cf.members_with_email(world.acme, "alice@example.com")
     assert [role["id"] for role in member["roles"]] == [ROLE_IDS["dns"]], "the legacy role follows the policy"
     assert any("Invite sent" in m.text for m in fake_slack.dms_to(ALICE) + fake_slack.thread(roots[0]))
+
+
+def test_the_invite_goes_out_while_the_approval_is_announced_and_the_thread_reads_in_order(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
+    """The POST does not wait for the approval's Slack messages; the invite's own messages wait for
+    them, so a slow Slack never reorders the thread or the requester's DMs."""
+    bot.command('request "Acme Production" DNS need to rotate records', user_id=ALICE)
+    root = fake_slack.roots()[0]
+    fake_slack.inject(SlackFault(method="chat.postMessage", slow=True, delay=0.5))
+    clicked = time.monotonic()
+    bot.click(root, "request_approve", user_id=BOB)
+    [post] = fake_cf.calls_to("POST", r"/members$")
+    assert post.received_at - clicked < 0.5, "the invite did not wait for the slow approval reply"
+    thread = [m.text for m in fake_slack.thread(root)]
+    approved = next(i for i, text in enumerate(thread) if "Approved by" in text)
+    sent = next(i for i, text in enumerate(thread) if "Invite sent" in text)
+    assert approved < sent, thread
+    dms = [m.text for m in fake_slack.dms_to(ALICE)]
+    assert len(dms) == 2 and "on its way" in dms[0] and "has sent an invite" in dms[1], dms

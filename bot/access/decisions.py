@@ -7,6 +7,7 @@ audited. The loser of a race is told who decided and when.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -229,19 +230,24 @@ class Decisions:
             else f" (requested: {shown_roles(request.requested_role_names)})"
         )
         names = f"{shown_roles(role.name for role in granted)}{changed} on the {scope_text(request.zone_names)}"
-        self._notifier.reply(
-            request_id,
-            f":white_check_mark: Approved by {mention(actor_id)}, granting {names}"
-            f"{' until ' + slack_date(term['access_ends_at']) if 'access_ends_at' in term else ''}. "
-            "Sending the Cloudflare invite…",
-        )
-        self._notifier.refresh_roots(request_id)
-        self._notifier.tell(
-            request.requester_slack_id,
-            f":white_check_mark: Your request {number(request_id)} for *{escape(request.account_name)}* was approved "
-            f"by {mention(actor_id)}, granting {names}. The Cloudflare invite is on its way.",
-        )
-        self._outbox.send_soon(request_id)
+        # The invite goes out first, while this click tells people; its outcome is announced after.
+        announced = threading.Event()
+        self._outbox.send_soon(request_id, announce_after=announced)
+        try:
+            self._notifier.reply(
+                request_id,
+                f":white_check_mark: Approved by {mention(actor_id)}, granting {names}"
+                f"{' until ' + slack_date(term['access_ends_at']) if 'access_ends_at' in term else ''}. "
+                "Sending the Cloudflare invite…",
+            )
+            self._notifier.refresh_roots(request_id)
+            self._notifier.tell(
+                request.requester_slack_id,
+                f":white_check_mark: Your request {number(request_id)} for *{escape(request.account_name)}* was "
+                f"approved by {mention(actor_id)}, granting {names}. The Cloudflare invite is on its way.",
+            )
+        finally:
+            announced.set()
         return Result(True, f"You approved {number(request_id)}.")
 
     def _term_values(self, now: datetime, duration: timedelta | None) -> dict[str, Any]:

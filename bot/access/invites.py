@@ -57,6 +57,8 @@ from storage.states import RequestStatus
 log = logging.getLogger(__name__)
 #: The longest backoff between attempts after failures other than a 429, in seconds.
 MAX_BACKOFF = 60.0
+#: How long an invite's outcome waits for the approval's own messages before it is announced.
+ANNOUNCE_WAIT = 10.0
 
 
 @dataclass(frozen=True)
@@ -204,13 +206,18 @@ class InviteOutbox:
         holder's invite is taken over within `lease_hold + heartbeat` (5/6 of INVITE_LEASE)."""
         return self._settings.invite_lease / 6
 
-    def send_soon(self, request_id: int) -> None:
-        """Hand a just-approved invite to the Cloudflare pool, so the click's worker answers at once."""
+    def send_soon(self, request_id: int, *, announce_after: threading.Event | None = None) -> None:
+        """Hand a just-approved invite to the Cloudflare pool, so the click's worker answers at once.
+
+        The POST goes out while the approver's click still posts its own messages; `announce_after`
+        (set once they are out) holds the outcome's messages back so that the thread and the DMs read
+        in order. Without a pool the invite is sent here and now, and the gate is not waited for.
+        """
         if self._background is None:
             self.send(request_id)
             return
         try:
-            self._background(self.send, request_id)
+            self._background(self.send, request_id, announce_after=announce_after)
         except RuntimeError:  # shutting down: the approval is durable; the next start or a replica sends it
             log.info("not sending the invite of #%s now: shutting down", request_id)
 
@@ -224,7 +231,7 @@ class InviteOutbox:
             self.send(request_id)
         return len(due)
 
-    def send(self, request_id: int) -> InviteOutcome | None:
+    def send(self, request_id: int, *, announce_after: threading.Event | None = None) -> InviteOutcome | None:
         """One attempt at an approved invite that is due (two after an ambiguous failure). None when it
         is not finished: held by another worker, not due, or rescheduled after a 429 or a failure."""
         now = self._clock.now()
@@ -246,7 +253,7 @@ class InviteOutbox:
             return None
         if result is None:
             return None  # another worker took it over before this attempt; it finishes it
-        self._finish(request, result, attempts=lease.attempts)
+        self._finish(request, result, attempts=lease.attempts, announce_after=announce_after)
         return result
 
     def _paused_until(self) -> datetime | None:
@@ -264,13 +271,14 @@ class InviteOutbox:
         if paused is not None:
             return _Later(paused, "Cloudflare calls are paused")  # nothing sent: not an attempt
         before_run = self._attempts_before_run(request)
+        stored: AccessRequest | None = request  # read just after the lease was taken: fresh
         while True:
             attempt = lease.attempts + 1
             if not lease.renew(attempts=attempt):
                 return None
             try:
                 # A previous attempt, here or in a process that died, may have created the member.
-                return self._attempt(request, may_exist=attempt > 1)
+                return self._attempt(request, may_exist=attempt > 1, stored=stored)
             except CloudflarePaused as error:
                 # Refused here, before the POST went out: it does not count as an attempt.
                 lease.renew(attempts=attempt - 1)
@@ -288,6 +296,7 @@ class InviteOutbox:
             if in_run > 1:
                 return _Later(self._clock.now() + _backoff(in_run), str(last_error))
             # The first failure of a run: look again at once (the member list first), no sleep.
+            stored = None  # the failed attempt may have written to the request: read it again
 
     def _in(self, retry_after: float | None) -> datetime:
         seconds = min(LONGEST_PAUSE, retry_after if retry_after is not None else MAX_BACKOFF)
@@ -305,7 +314,7 @@ class InviteOutbox:
                 return counted
         return 0
 
-    def _attempt(self, request: AccessRequest, *, may_exist: bool) -> InviteOutcome:
+    def _attempt(self, request: AccessRequest, *, may_exist: bool, stored: AccessRequest | None) -> InviteOutcome:
         """Look the e-mail up, then POST (or PUT the missing access onto an existing membership).
         Raises CloudflareError only when trying again later may succeed."""
         granted = list(request.granted_role_ids or request.requested_role_ids)
@@ -313,12 +322,13 @@ class InviteOutbox:
         # Only after a POST of ours went out with no clear answer (in any run, any process: a 5xx, a
         # timeout, a crash) can a member found be the bot's own. It is recorded before each POST and
         # put back when Cloudflare clearly refuses (a refused POST created nothing).
-        posted_at = self._posted_at(request.id)
+        stored = stored or self._stored(request.id)
+        posted_at = stored.invite_posted_at if stored is not None else None
         try:
             existing = self._directory.members(request.account_id, fresh=may_exist).find(request.requester_email)
             if existing is not None:
                 return self._existing_member(request, existing, ours=posted_at is not None)
-            policies = self._policies(request, granted, model)
+            policies = self._policies(request, granted, model, stored)
             with self._db.session() as session:
                 claim(session, request.id, invite_posted_at=self._clock.now())
             member = self._cloudflare.create_member(
@@ -352,15 +362,19 @@ class InviteOutbox:
                 return _failed(f"Cloudflare error: {error}")
             raise
 
-    def _policies(self, request: AccessRequest, granted: list[str], model: AccessModel) -> list[PolicySpec] | None:
+    def _policies(
+        self, request: AccessRequest, granted: list[str], model: AccessModel, stored: AccessRequest | None
+    ) -> list[PolicySpec] | None:
         """The new member's one `allow` policy (policies model), on the request's resource group."""
         if model is not AccessModel.POLICIES:
             return None
-        return [PolicySpec(permission_group_ids=tuple(granted), resource_group_ids=(self._resource_group(request),))]
+        group = self._resource_group(request, stored)
+        return [PolicySpec(permission_group_ids=tuple(granted), resource_group_ids=(group,))]
 
-    def _resource_group(self, request: AccessRequest) -> str:
-        """Found (or, for zones, created) once, then kept on the request for retries and the removal."""
-        stored = self._stored(request.id)
+    def _resource_group(self, request: AccessRequest, stored: AccessRequest | None = None) -> str:
+        """Found (or, for zones, created) once, then kept on the request for retries and the removal.
+        `stored`: the request as just read, when the caller has it (else it is read here)."""
+        stored = stored or self._stored(request.id)
         if stored is not None and stored.resource_group_id:
             return stored.resource_group_id
         group = resource_group_for(
@@ -379,10 +393,6 @@ class InviteOutbox:
                 "the scope (`/cf-access roles ACCOUNT` says which fit zones)."
             )
         return f"Cloudflare refused {what}: {error}"
-
-    def _posted_at(self, request_id: int) -> datetime | None:
-        stored = self._stored(request_id)
-        return stored.invite_posted_at if stored is not None else None
 
     def _stored(self, request_id: int) -> AccessRequest | None:
         with self._db.session() as session:
@@ -473,7 +483,14 @@ class InviteOutbox:
         status = RequestStatus.ACCEPTED if member.accepted else RequestStatus.INVITED
         return InviteOutcome(status, AuditEventType.ACCESS_ADDED, member.id, added=record)
 
-    def _finish(self, request: AccessRequest, outcome: InviteOutcome, *, attempts: int | None = None) -> None:
+    def _finish(
+        self,
+        request: AccessRequest,
+        outcome: InviteOutcome,
+        *,
+        attempts: int | None = None,
+        announce_after: threading.Event | None = None,
+    ) -> None:
         now = self._clock.now()
         values: dict[str, Any] = {"invite_lease_until": None}
         if outcome.created_by_bot:
@@ -514,6 +531,8 @@ class InviteOutbox:
                 error=outcome.error,
                 **counted,
             )
+        if announce_after is not None and not announce_after.wait(ANNOUNCE_WAIT):
+            log.info("announcing the invite of #%s before the approval's own messages went out", request.id)
         self._announce(request, outcome)
 
     def _announce(self, request: AccessRequest, outcome: InviteOutcome) -> None:

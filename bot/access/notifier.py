@@ -78,12 +78,13 @@ class Notifier:
                     message.channel_id,
                     error.code,
                 )
-        with self._db.session() as session:
-            claim(
-                session,
-                request_id,
-                slack_sync_due_at=None if ok else self._clock.now() + SLACK_REPAIR_DELAY,
-            )
+        if not ok or request.slack_sync_due_at is not None:  # nothing to write when all is in step
+            with self._db.session() as session:
+                claim(
+                    session,
+                    request_id,
+                    slack_sync_due_at=None if ok else self._clock.now() + SLACK_REPAIR_DELAY,
+                )
         if state_changed:
             self.changed(request)
         return ok

@@ -83,6 +83,8 @@ class SlackFault:
     delay: float = 0.0
     # The call takes effect (the message is posted) and only the answer fails: Slack's 5xx are ambiguous.
     after_effect: bool = False
+    # No failure: the call is carried out, and answered, only after `delay` (a slow Slack).
+    slow: bool = False
 
 
 class FakeSlack(FakeServer):
@@ -178,6 +180,9 @@ class FakeSlack(FakeServer):
                 fault.times -= 1
                 if fault.times <= 0:
                     self.faults.remove(fault)
+        if fault and fault.slow:
+            time.sleep(fault.delay)
+            return self._dispatch(api_method, headers, args)
         if fault and fault.after_effect:
             self._dispatch(api_method, headers, dict(args))
         if fault:
