@@ -49,6 +49,7 @@ def bot_settings(slack: FakeSlack, cloudflare: FakeCloudflare, database_url: str
         "database_url": database_url,
         "cloudflare_timeout": 2.0,
         "home_refresh_delay": 0,
+        "root_refresh_delay": 0,
     }
     values.update(overrides)
     return load_settings(_env_file=None, **values)

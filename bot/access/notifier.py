@@ -2,13 +2,20 @@
 
 A request may have several roots (one DM per approver); every update and reply goes to all of
 them. A failed `chat.update` never loses anything: the request is marked for the next sweep.
+The roots are redrawn ROOT_REFRESH_DELAY after a change, once for all the changes of that moment:
+an approval and its invite, a few milliseconds apart, cost one `chat.update` per root, not two.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
+
+from sqlalchemy.orm import Session
 
 from bot.access.directory import Directory
 from bot.access.terms import duration_choices, from_seconds
@@ -24,13 +31,34 @@ from storage.states import RequestStatus
 
 log = logging.getLogger(__name__)
 SLACK_REPAIR_DELAY = timedelta(minutes=1)
+#: Requests whose thread roots are remembered (they are written once, when the request is filed).
+ROOTS_REMEMBERED = 4096
+
+
+@dataclass(frozen=True)
+class Root:
+    channel_id: str
+    ts: str
 
 
 class Notifier:
     def __init__(
-        self, *, slack: SlackGateway, db: Database, directory: Directory, clock: Clock, settings: Settings
+        self,
+        *,
+        slack: SlackGateway,
+        db: Database,
+        directory: Directory,
+        clock: Clock,
+        settings: Settings,
+        background: Callable[..., object] | None = None,
     ) -> None:
         self._settings = settings
+        self._background = background
+        #: Requests whose roots wait for their redraw.
+        self._pending: set[int] = set()
+        self._pending_lock = threading.Lock()
+        #: Each request's roots, as filed: they never change, so reading them once is enough.
+        self._roots: OrderedDict[int, tuple[Root, ...]] = OrderedDict()
         self._slack = slack
         self._db = db
         self._directory = directory
@@ -58,11 +86,48 @@ class Notifier:
     def refresh_roots(self, request_id: int, *, state_changed: bool = True) -> bool:
         """Redraw every thread root; on failure schedule a repair by the sweep.
 
-        `state_changed=False` (a reminder redrawing the age) skips the after-change hooks.
+        After a change the redraw waits ROOT_REFRESH_DELAY (on a pool, when one is given), and
+        further changes meanwhile join it; it then shows the state as it is (True: scheduled).
+        `state_changed=False` (a reminder redrawing the age, the sweep's repair) redraws at once and
+        skips the after-change hooks.
         """
+        delay = self._settings.root_refresh_delay
+        if not state_changed or delay <= 0 or self._background is None:
+            return self._redraw(request_id, state_changed=state_changed)
+        with self._pending_lock:
+            if request_id in self._pending:
+                return True
+            self._pending.add(request_id)
+        timer = threading.Timer(delay, self._redraw_due, args=(request_id,))
+        timer.daemon = True
+        timer.start()
+        return True
+
+    def _redraw_due(self, request_id: int) -> None:
+        with self._pending_lock:
+            if request_id not in self._pending:
+                return  # flushed meanwhile (shutdown)
+            self._pending.discard(request_id)
+        assert self._background is not None
+        try:
+            self._background(self._redraw, request_id)
+        except RuntimeError:  # the pool is shutting down: redraw on this thread rather than never
+            self._redraw(request_id)
+
+    def flush(self) -> None:
+        """Redraw now the roots still waiting for their delay (at shutdown, before the pools close)."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, set()
+        for request_id in sorted(pending):
+            try:
+                self._redraw(request_id)
+            except Exception:  # one request's failure must not keep the others stale
+                log.exception("could not redraw the roots of #%s at shutdown", request_id)
+
+    def _redraw(self, request_id: int, *, state_changed: bool = True) -> bool:
         with self._db.session() as session:
             request = get_request(session, request_id)
-            messages = list(messages_for(session, request_id))
+            messages = self._roots_of(request_id, session)
         if request is None:
             return True
         blocks = self.render_root(request)
@@ -98,8 +163,7 @@ class Notifier:
 
     def reply(self, request_id: int, text: str, blocks: Sequence[Block] = ()) -> int:
         """Post `text` in every copy's thread; returns how many threads got it."""
-        with self._db.session() as session:
-            messages = list(messages_for(session, request_id))
+        messages = self._roots_of(request_id)
         delivered = 0
         for message in messages:
             try:
@@ -108,6 +172,25 @@ class Notifier:
             except SlackError as error:
                 log.warning("could not reply in the thread of #%s: %s", request_id, error.code)
         return delivered
+
+    def _roots_of(self, request_id: int, session: Session | None = None) -> tuple[Root, ...]:
+        """The request's thread roots. They are all written in the filing's one transaction, so a
+        list once seen non-empty is final and is kept (the most recent ROOTS_REMEMBERED requests)."""
+        with self._pending_lock:
+            known = self._roots.get(request_id)
+            if known is not None:
+                self._roots.move_to_end(request_id)
+                return known
+        if session is None:
+            with self._db.session() as own:
+                return self._roots_of(request_id, own)
+        roots = tuple(Root(m.channel_id, m.ts) for m in messages_for(session, request_id))
+        if roots:
+            with self._pending_lock:
+                self._roots[request_id] = roots
+                while len(self._roots) > ROOTS_REMEMBERED:
+                    self._roots.popitem(last=False)
+        return roots
 
     def tell(self, user_id: str, text: str, blocks: Sequence[Block] = ()) -> bool:
         try:

@@ -53,6 +53,7 @@ class Services:
         return False
 
     def close(self) -> None:
+        self.notifier.flush()
         for pool in self._pools():
             pool.shutdown(wait=True)
         self.cloudflare.close()

@@ -74,7 +74,9 @@ def build_services(
         settings=settings, cloudflare=cloudflare, slack=slack, clock=clock, background=cloudflare_executor.submit
     )
     audit = AuditLog(clock)
-    notifier = Notifier(slack=slack, db=db, directory=directory, clock=clock, settings=settings)
+    notifier = Notifier(
+        slack=slack, db=db, directory=directory, clock=clock, settings=settings, background=executor.submit
+    )
     filing = Filing(
         settings=settings, db=db, directory=directory, slack=slack, audit=audit, clock=clock, notifier=notifier
     )
