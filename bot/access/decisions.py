@@ -232,6 +232,8 @@ class Decisions:
         names = f"{shown_roles(role.name for role in granted)}{changed} on the {scope_text(request.zone_names)}"
         # The invite goes out first, while this click tells people; its outcome is announced after.
         announced = threading.Event()
+        # Scheduled before the invite goes out, so that the invite's outcome always replaces it.
+        self._notifier.refresh_roots(request_id, settling=True)
         self._outbox.send_soon(request_id, announce_after=announced)
         try:
             self._notifier.reply(
@@ -240,7 +242,6 @@ class Decisions:
                 f"{' until ' + slack_date(term['access_ends_at']) if 'access_ends_at' in term else ''}. "
                 "Sending the Cloudflare invite…",
             )
-            self._notifier.refresh_roots(request_id)
             self._notifier.tell(
                 request.requester_slack_id,
                 f":white_check_mark: Your request {number(request_id)} for *{escape(request.account_name)}* was "
@@ -460,6 +461,6 @@ class Decisions:
         if not won:
             return Result(False, f"The invite of {number(request_id)} is already being retried.")
         self._notifier.reply(request_id, f":repeat: {mention(actor_id)} is retrying the invite.")
-        self._notifier.refresh_roots(request_id)
+        self._notifier.refresh_roots(request_id, settling=True)  # the invite's outcome redraws it
         self._outbox.send_soon(request_id)
         return Result(True, f"Retrying the invite of {number(request_id)}.")

@@ -2,8 +2,8 @@
 
 A request may have several roots (one DM per approver); every update and reply goes to all of
 them. A failed `chat.update` never loses anything: the request is marked for the next sweep.
-The roots are redrawn ROOT_REFRESH_DELAY after a change, once for all the changes of that moment:
-an approval and its invite, a few milliseconds apart, cost one `chat.update` per root, not two.
+An approval's redraw waits (up to ROOT_REFRESH_DELAY) for its invite's outcome, which redraws at
+once: the two changes cost one `chat.update` per root, not two.
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ class Notifier:
     ) -> None:
         self._settings = settings
         self._background = background
-        #: Requests whose roots wait for their redraw.
-        self._pending: set[int] = set()
+        #: Requests whose roots wait for the change that settles them, with the timer that gives up.
+        self._pending: dict[int, threading.Timer] = {}
         self._pending_lock = threading.Lock()
         #: Each request's roots, as filed: they never change, so reading them once is enough.
         self._roots: OrderedDict[int, tuple[Root, ...]] = OrderedDict()
@@ -83,31 +83,36 @@ class Notifier:
             duration_choices=duration_choices(self._settings, from_seconds(request.requested_duration_s)),
         )
 
-    def refresh_roots(self, request_id: int, *, state_changed: bool = True) -> bool:
+    def refresh_roots(self, request_id: int, *, state_changed: bool = True, settling: bool = False) -> bool:
         """Redraw every thread root; on failure schedule a repair by the sweep.
 
-        After a change the redraw waits ROOT_REFRESH_DELAY (on a pool, when one is given), and
-        further changes meanwhile join it; it then shows the state as it is (True: scheduled).
-        `state_changed=False` (a reminder redrawing the age, the sweep's repair) redraws at once and
-        skips the after-change hooks.
+        `settling`: another change is about to follow this one (an approval, then its invite's
+        outcome), so the redraw waits up to ROOT_REFRESH_DELAY and the next change's redraw, which
+        comes at once, shows both: one `chat.update` per root instead of two. A redraw that nothing
+        replaced runs when the delay ends (an invite rescheduled, or slower than the delay).
+        `state_changed=False` (a reminder redrawing the age, the sweep's repair) skips the
+        after-change hooks. True: redrawn, or scheduled.
         """
         delay = self._settings.root_refresh_delay
-        if not state_changed or delay <= 0 or self._background is None:
-            return self._redraw(request_id, state_changed=state_changed)
+        if settling and delay > 0 and self._background is not None:
+            with self._pending_lock:
+                if request_id in self._pending:
+                    return True
+                timer = threading.Timer(delay, self._redraw_due, args=(request_id,))
+                timer.daemon = True
+                self._pending[request_id] = timer
+            timer.start()
+            return True
         with self._pending_lock:
-            if request_id in self._pending:
-                return True
-            self._pending.add(request_id)
-        timer = threading.Timer(delay, self._redraw_due, args=(request_id,))
-        timer.daemon = True
-        timer.start()
-        return True
+            waiting = self._pending.pop(request_id, None)
+        if waiting is not None:
+            waiting.cancel()  # this redraw shows that change too
+        return self._redraw(request_id, state_changed=state_changed)
 
     def _redraw_due(self, request_id: int) -> None:
         with self._pending_lock:
-            if request_id not in self._pending:
-                return  # flushed meanwhile (shutdown)
-            self._pending.discard(request_id)
+            if self._pending.pop(request_id, None) is None:
+                return  # redrawn meanwhile
         assert self._background is not None
         try:
             self._background(self._redraw, request_id)
@@ -115,10 +120,11 @@ class Notifier:
             self._redraw(request_id)
 
     def flush(self) -> None:
-        """Redraw now the roots still waiting for their delay (at shutdown, before the pools close)."""
+        """Redraw now the roots still waiting (at shutdown, before the pools close)."""
         with self._pending_lock:
-            pending, self._pending = self._pending, set()
-        for request_id in sorted(pending):
+            pending, self._pending = self._pending, {}
+        for request_id, timer in sorted(pending.items()):
+            timer.cancel()
             try:
                 self._redraw(request_id)
             except Exception:  # one request's failure must not keep the others stale

@@ -147,9 +147,9 @@ class Settings(_Env):
     directory_cache_ttl: timedelta = Field(default=timedelta(minutes=1))
     # Seconds to gather changes before republishing Home tabs (0: at once).
     home_refresh_delay: float = Field(default=2.0, ge=0, le=60)
-    # Seconds to gather the changes of one moment (an approval, its invite) into one redraw of the
-    # thread roots (0: at once). Slack allows chat.update about 50 times a minute per workspace.
-    root_refresh_delay: float = Field(default=0.3, ge=0, le=10)
+    # Seconds an approval's redraw of the thread roots waits for its invite's outcome, which redraws
+    # them once for both (0: each change redraws at once). Slack allows chat.update ~50 times a minute.
+    root_refresh_delay: float = Field(default=2.0, ge=0, le=10)
     # Access-review digest: posted to this channel every REPORT_INTERVAL (unset: no digest).
     report_channel: str | None = None
     report_interval: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
