@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.conftest import ALICE, BOB, PG_IDS, World
 from tests.fakes.cloudflare import FakeCloudflare
 from tests.fakes.slack import FakeSlack
@@ -127,3 +129,19 @@ def test_duplicate_is_refused_on_the_account_field(bot: BotUnderTest, fake_slack
     view = open_modal(bot, fake_slack)
     response = bot.submit_view(view, form_values(world.acme, [PG_IDS["billing"]], "more"), user_id=ALICE)
     assert "You already have an open request for Acme Production: #1" in response.json()["errors"]["account"]
+
+
+def test_picker_options_are_validated_once_and_each_use_gets_its_own_copy() -> None:
+    """A role's option is in every root and Home tab; slack_sdk would validate it on every use."""
+    from slack_sdk.errors import SlackObjectFormationError
+
+    from bot.cloudflare.models import Role
+    from bot.slack.messages import option, role_option
+
+    first = role_option(Role(id="r1", name="DNS"))
+    assert role_option(Role(id="r1", name="DNS")) is first, "one object per role: validated once"
+    sent = first.to_dict()
+    sent["text"]["text"], sent["value"] = "changed", "x"
+    assert first.to_dict() == {"text": {"type": "plain_text", "text": "DNS", "emoji": True}, "value": "r1"}
+    with pytest.raises(SlackObjectFormationError):
+        option("v", "x" * 76).to_dict()  # Slack's 75-character limit still holds

@@ -24,7 +24,7 @@ from bot.cloudflare.models import Account
 from bot.slack.formatting import escape, mention, number, truncate
 from bot.slack.ids import Action, Callback, with_suffix
 from bot.slack.ids import Block as BlockId
-from bot.slack.messages import Choice, duration_select, role_option
+from bot.slack.messages import Choice, duration_select, option, role_option
 
 REASON_MAX = 500
 #: The options an external select may answer with at once (Slack's limit).
@@ -54,7 +54,7 @@ def request_modal(
 ) -> View:
     """Account, role(s) for that account, zones (`max_zones` > 0: the account speaks permission
     policies), how long, reason, and the e-mail the invite will go to."""
-    account_options = [Option(value=account.id, label=truncate(account.name, 75)) for account in accounts[:100]]
+    account_options = [option(account.id, truncate(account.name, 75)) for account in accounts[:100]]
     initial_account = next((o for o in account_options if selected_account and o.value == selected_account.id), None)
     blocks: list[Block] = [
         InputBlock(
