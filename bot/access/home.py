@@ -83,9 +83,9 @@ class HomeRefresher:
 
     A burst of changes (100 approvals in a minute) must not become hundreds of `views.publish`
     calls: users are marked dirty and published once per HOME_REFRESH_DELAY, and only those who
-    have opened the tab (the rest get a fresh tab from `app_home_opened` when they first open it). A publish that fails
-    is tried once more a delay later, so one Slack hiccup does not leave a stale tab until the
-    next change; one person's failure never stops the others' tabs.
+    have opened the tab (anyone else gets a fresh tab from `app_home_opened` when they first open
+    it). A publish that fails is tried once more a delay later, so one Slack hiccup does not leave
+    a stale tab until the next change; one person's failure never stops the others' tabs.
     """
 
     def __init__(self, services: Services) -> None:

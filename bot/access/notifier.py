@@ -56,9 +56,9 @@ class Notifier:
         self._background = background
         #: Requests whose roots wait for the change that settles them, with the timer that gives up.
         self._pending: dict[int, threading.Timer] = {}
-        self._pending_lock = threading.Lock()
         #: Each request's roots, as filed: they never change, so reading them once is enough.
         self._roots: OrderedDict[int, tuple[Root, ...]] = OrderedDict()
+        self._lock = threading.Lock()  # guards `_pending` and `_roots`
         self._slack = slack
         self._db = db
         self._directory = directory
@@ -95,7 +95,7 @@ class Notifier:
         """
         delay = self._settings.root_refresh_delay
         if settling and delay > 0 and self._background is not None:
-            with self._pending_lock:
+            with self._lock:
                 if request_id in self._pending:
                     return True
                 timer = threading.Timer(delay, self._redraw_due, args=(request_id,))
@@ -103,14 +103,14 @@ class Notifier:
                 self._pending[request_id] = timer
             timer.start()
             return True
-        with self._pending_lock:
+        with self._lock:
             waiting = self._pending.pop(request_id, None)
         if waiting is not None:
             waiting.cancel()  # this redraw shows that change too
         return self._redraw(request_id, state_changed=state_changed)
 
     def _redraw_due(self, request_id: int) -> None:
-        with self._pending_lock:
+        with self._lock:
             if self._pending.pop(request_id, None) is None:
                 return  # redrawn meanwhile
         assert self._background is not None
@@ -121,7 +121,7 @@ class Notifier:
 
     def flush(self) -> None:
         """Redraw now the roots still waiting (at shutdown, before the pools close)."""
-        with self._pending_lock:
+        with self._lock:
             pending, self._pending = self._pending, {}
         for request_id, timer in sorted(pending.items()):
             timer.cancel()
@@ -182,7 +182,7 @@ class Notifier:
     def _roots_of(self, request_id: int, session: Session | None = None) -> tuple[Root, ...]:
         """The request's thread roots. They are all written in the filing's one transaction, so a
         list once seen non-empty is final and is kept (the most recent ROOTS_REMEMBERED requests)."""
-        with self._pending_lock:
+        with self._lock:
             known = self._roots.get(request_id)
             if known is not None:
                 self._roots.move_to_end(request_id)
@@ -192,7 +192,7 @@ class Notifier:
                 return self._roots_of(request_id, own)
         roots = tuple(Root(m.channel_id, m.ts) for m in messages_for(session, request_id))
         if roots:
-            with self._pending_lock:
+            with self._lock:
                 self._roots[request_id] = roots
                 while len(self._roots) > ROOTS_REMEMBERED:
                     self._roots.popitem(last=False)
