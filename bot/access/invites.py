@@ -57,7 +57,7 @@ from storage.states import RequestStatus
 log = logging.getLogger(__name__)
 #: The longest backoff between attempts after failures other than a 429, in seconds.
 MAX_BACKOFF = 60.0
-#: How long an invite's outcome waits for the approval's own messages before it is announced.
+#: How long an approved invite's outcome waits for the approval's own messages before it is announced.
 ANNOUNCE_WAIT = 10.0
 
 
@@ -531,7 +531,15 @@ class InviteOutbox:
                 error=outcome.error,
                 **counted,
             )
-        if announce_after is not None and not announce_after.wait(ANNOUNCE_WAIT):
+        if announce_after is None:
+            self._announce(request, outcome)
+            return
+        # Behind the approval's own messages, on the Slack pool: this (Cloudflare) pool's thread goes
+        # on to the next invite instead of waiting on Slack.
+        self._notifier.soon(lambda: self._announce_in_turn(request, outcome, announce_after))
+
+    def _announce_in_turn(self, request: AccessRequest, outcome: InviteOutcome, after: threading.Event) -> None:
+        if not after.wait(ANNOUNCE_WAIT):
             log.info("announcing the invite of #%s before the approval's own messages went out", request.id)
         self._announce(request, outcome)
 

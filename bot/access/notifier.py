@@ -109,15 +109,21 @@ class Notifier:
             waiting.cancel()  # this redraw shows that change too
         return self._redraw(request_id, state_changed=state_changed)
 
+    def soon(self, work: Callable[[], object]) -> None:
+        """Run `work` (telling people) on the Slack pool; here and now without one, or when it is closing."""
+        if self._background is not None:
+            try:
+                self._background(work)
+                return
+            except RuntimeError:
+                pass
+        work()
+
     def _redraw_due(self, request_id: int) -> None:
         with self._lock:
             if self._pending.pop(request_id, None) is None:
                 return  # redrawn meanwhile
-        assert self._background is not None
-        try:
-            self._background(self._redraw, request_id)
-        except RuntimeError:  # the pool is shutting down: redraw on this thread rather than never
-            self._redraw(request_id)
+        self.soon(lambda: self._redraw(request_id))
 
     def flush(self) -> None:
         """Redraw now the roots still waiting (at shutdown, before the pools close)."""
