@@ -48,7 +48,12 @@ class Services:
         while time.monotonic() < deadline:
             if not all(pool.wait_idle(max(0.0, deadline - time.monotonic())) for pool in self._pools()):
                 return False
-            if all(pool.unfinished == 0 for pool in self._pools()):
+            # The pools are read one after another; work handed from one not yet read to one already
+            # read would slip through, but it moves a `submitted` count, read before and after.
+            before = [pool.submitted for pool in self._pools()]
+            if all(pool.unfinished == 0 for pool in self._pools()) and before == [
+                pool.submitted for pool in self._pools()
+            ]:
                 return True
         return False
 

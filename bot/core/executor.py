@@ -30,11 +30,14 @@ class TrackedExecutor(ThreadPoolExecutor):
     def __init__(self, max_workers: int = 16) -> None:
         super().__init__(max_workers=max_workers, thread_name_prefix="cf-access-worker")
         self._unfinished = 0
+        #: Everything ever submitted: a count that moves shows work was handed over meanwhile.
+        self._submitted = 0
         self._idle = threading.Condition()
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         with self._idle:
             self._unfinished += 1
+            self._submitted += 1
 
         def run() -> T:
             try:
@@ -63,3 +66,8 @@ class TrackedExecutor(ThreadPoolExecutor):
     def unfinished(self) -> int:
         with self._idle:
             return self._unfinished
+
+    @property
+    def submitted(self) -> int:
+        with self._idle:
+            return self._submitted
