@@ -29,6 +29,7 @@ from tests.fakes.slack import FakeSlack
 from tests.harness import BotUnderTest
 from tests.helpers import answer, audit_events, audit_names, file_request, roots_of, stored, texts
 from tests.test_cli import cli
+from tests.test_modal import open_modal, select_account
 
 ENGINEER = "U0ENGINE01"  # engineer7@example.com: a member of Acme Production with DNS (world fixture)
 
@@ -420,17 +421,8 @@ def test_a_member_holding_zone_policies_is_not_updated_by_roles(
 
 
 def open_form(bot: BotUnderTest, fake_slack: FakeSlack, account_id: str) -> dict[str, Any]:
-    bot.command("", user_id=ALICE)
-    view = fake_slack.views[max(fake_slack.views)]
-    action = {
-        "type": "static_select",
-        "action_id": "account_select",
-        "block_id": "account",
-        "selected_option": {"text": {"type": "plain_text", "text": "x"}, "value": account_id},
-        "action_ts": "1700000000.1",
-    }
-    assert bot.view_action(view, action, user_id=ALICE).status_code == 200
-    return fake_slack.views[view["id"]]
+    """The request form, opened by `/cf-access` alone, with `account_id` picked."""
+    return select_account(bot, fake_slack, open_modal(bot, fake_slack), account_id)
 
 
 def zone_search(bot: BotUnderTest, view: dict[str, Any], account_id: str, typed: str) -> list[dict[str, Any]]:
