@@ -50,35 +50,55 @@ def test_the_invite_goes_out_while_the_approval_is_announced_and_the_thread_read
     assert len(dms) == 2 and "on its way" in dms[0] and "has sent an invite" in dms[1], dms
 
 
-def test_an_approval_and_its_invite_redraw_each_root_once(
+def test_an_approval_and_its_invite_are_told_once(
     make_bot: BotFactory, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
 ) -> None:
-    """The approval's redraw waits for its invite's outcome, which redraws at once for both: one
-    chat.update per root (Slack allows about 50 a minute). An invite that is rescheduled leaves the
-    approval's redraw to its timer; a stop redraws whatever still waits."""
-    bot = make_bot(root_refresh_delay=10)  # longer than the test: only the outcome or the stop redraws
+    """The approval's messages wait for its invite's outcome, which usually follows at once: one
+    chat.update per root (Slack allows about 50 a minute), one thread reply and one DM that say
+    both. A rescheduled invite releases them at once; a slow one after the delay; a stop sends
+    whatever still waits. Whichever way, the thread and the DMs read in order."""
+    bot = make_bot(root_refresh_delay=10)  # longer than the test: only the outcome, a reschedule or the stop
     request_id = file_request(bot, fake_slack, ALICE)
     roots = roots_of(fake_slack, request_id)
     bot.click(roots[0], "request_approve", user_id=BOB)
     updates = fake_slack.calls_to("chat.update")
     assert sorted((u["channel"], u["ts"]) for u in updates) == sorted((r.channel, r.ts) for r in roots)
     assert all("Invite sent, waiting for acceptance" in m.all_text() for m in roots_of(fake_slack, request_id))
+    for root in roots:
+        [reply] = fake_slack.thread(root)
+        assert reply.text.index(f"Approved by <@{BOB}>") < reply.text.index("Invite sent to alice@example.com")
+    [dm] = fake_slack.dms_to(ALICE)
+    assert dm.text.index(f"approved by <@{BOB}>") < dm.text.index("Cloudflare has sent an invite"), dm.text
 
     later = file_request(bot, fake_slack, MALLORY)
     fake_cf.inject(Fault("POST", r"/members$", status=500, times=2))  # the attempt and its re-check
     bot.click(roots_of(fake_slack, later)[0], "request_approve", user_id=BOB)
     assert stored(bot, later).status == "approved", "rescheduled, not finished"
-    assert len(fake_slack.calls_to("chat.update")) == len(updates), "the approval's redraw waits"
+    assert all("Approved, sending invite" in m.all_text() for m in roots_of(fake_slack, later)), "released at once"
+    assert all("Sending the Cloudflare invite" in fake_slack.thread(m)[-1].text for m in roots_of(fake_slack, later))
+    assert ["on its way" in m.text for m in fake_slack.dms_to(MALLORY)] == [True]
     bot.stop()
-    late = fake_slack.calls_to("chat.update")[len(updates) :]
-    assert len(late) == len(roots_of(fake_slack, later)), "the stop redrew what was waiting"
-    assert all("Approved, sending invite" in m.all_text() for m in roots_of(fake_slack, later))
 
-    quick = make_bot(root_refresh_delay=0.2)
-    third = file_request(quick, fake_slack, FALLBACK)
-    fake_cf.inject(Fault("POST", r"/members$", status=500, times=2))
-    before = len(fake_slack.calls_to("chat.update"))
-    quick.click(roots_of(fake_slack, third)[0], "request_approve", user_id=BOB)
-    drawn = before + len(roots_of(fake_slack, third))
-    assert fake_slack.wait_until(lambda: len(fake_slack.calls_to("chat.update")) >= drawn, 5), "the timer redraws"
-    assert all("Approved, sending invite" in m.all_text() for m in roots_of(fake_slack, third))
+    slow = make_bot(root_refresh_delay=0.2)
+    third = file_request(slow, fake_slack, FALLBACK)
+    fake_cf.inject(Fault("POST", r"/members$", status=200, after_effect=True, delay=1.0))  # answered late
+    slow.click(roots_of(fake_slack, third)[0], "request_approve", user_id=BOB)
+    for root in roots_of(fake_slack, third):
+        thread = [m.text for m in fake_slack.thread(root)]
+        assert len(thread) == 2 and "Sending the Cloudflare invite" in thread[0] and "Invite sent" in thread[1]
+    dms = [m.text for m in fake_slack.dms_to(FALLBACK)]
+    assert len(dms) == 2 and "on its way" in dms[0] and "has sent an invite" in dms[1], dms
+    slow.stop()
+
+    erin = "U0ERIN0001"
+    fake_slack.add_user(erin, "erin@example.com", "erin")
+    stopped = make_bot(root_refresh_delay=10)
+    fourth = file_request(stopped, fake_slack, erin)
+    fake_cf.inject(Fault("POST", r"/members$", status=200, after_effect=True, delay=1.0))
+    posted = len(fake_cf.calls_to("POST", r"/members$"))
+    stopped.click(roots_of(fake_slack, fourth)[0], "request_approve", user_id=BOB, wait=False)
+    fake_cf.wait_for_call("POST", r"/members$", count=posted + 1)
+    stopped.stop()  # the invite is in flight: its approval goes out first, its outcome after
+    for root in roots_of(fake_slack, fourth):
+        thread = [m.text for m in fake_slack.thread(root)]
+        assert len(thread) == 2 and "Sending the Cloudflare invite" in thread[0] and "Invite sent" in thread[1]

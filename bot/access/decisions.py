@@ -7,7 +7,6 @@ audited. The loser of a race is told who decided and when.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,7 +17,7 @@ from bot.access.audit import AuditEventType, AuditLog
 from bot.access.directory import Directory
 from bot.access.filing import person_refusal
 from bot.access.invites import InviteOutbox
-from bot.access.notifier import Notifier
+from bot.access.notifier import Announcement, Notifier
 from bot.access.state_change import change_state
 from bot.access.terms import KEEP_REQUESTED, from_seconds
 from bot.cloudflare.errors import CloudflareError
@@ -230,25 +229,24 @@ class Decisions:
             else f" (requested: {shown_roles(request.requested_role_names)})"
         )
         names = f"{shown_roles(role.name for role in granted)}{changed} on the {scope_text(request.zone_names)}"
-        # The invite goes out first, while this click tells people; its outcome is announced after.
-        announced = threading.Event()
-        # Scheduled before the invite goes out, so that the invite's outcome always replaces it.
-        self._notifier.refresh_roots(request_id, settling=True)
-        self._outbox.send_soon(request_id, announce_after=announced)
-        try:
-            self._notifier.reply(
-                request_id,
-                f":white_check_mark: Approved by {mention(actor_id)}, granting {names}"
-                f"{' until ' + slack_date(term['access_ends_at']) if 'access_ends_at' in term else ''}. "
-                "Sending the Cloudflare invite…",
-            )
-            self._notifier.tell(
-                request.requester_slack_id,
-                f":white_check_mark: Your request {number(request_id)} for *{escape(request.account_name)}* was "
-                f"approved by {mention(actor_id)}, granting {names}. The Cloudflare invite is on its way.",
-            )
-        finally:
-            announced.set()
+        until = f" until {slack_date(term['access_ends_at'])}" if "access_ends_at" in term else ""
+        lead = f":white_check_mark: Approved by {mention(actor_id)}, granting {names}{until}."
+        dm_lead = (
+            f":white_check_mark: Your request {number(request_id)} for *{escape(request.account_name)}* was "
+            f"approved by {mention(actor_id)}, granting {names}."
+        )
+        # Held for the invite's outcome, which usually follows at once: people get one message, not two.
+        self._notifier.hold(
+            request_id,
+            Announcement(
+                thread=f"{lead} Sending the Cloudflare invite…",
+                lead=lead,
+                dm_user=request.requester_slack_id,
+                dm=f"{dm_lead} The Cloudflare invite is on its way.",
+                dm_lead=dm_lead,
+            ),
+        )
+        self._outbox.send_soon(request_id)
         return Result(True, f"You approved {number(request_id)}.")
 
     def _term_values(self, now: datetime, duration: timedelta | None) -> dict[str, Any]:
@@ -460,7 +458,6 @@ class Decisions:
         )
         if not won:
             return Result(False, f"The invite of {number(request_id)} is already being retried.")
-        self._notifier.reply(request_id, f":repeat: {mention(actor_id)} is retrying the invite.")
-        self._notifier.refresh_roots(request_id, settling=True)  # the invite's outcome redraws it
+        self._notifier.hold(request_id, Announcement(thread=f":repeat: {mention(actor_id)} is retrying the invite."))
         self._outbox.send_soon(request_id)
         return Result(True, f"Retrying the invite of {number(request_id)}.")

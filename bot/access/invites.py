@@ -24,7 +24,7 @@ from bot.access.access_model import AccessModel, model_of
 from bot.access.audit import AuditEventType, AuditLog
 from bot.access.directory import Directory
 from bot.access.member_access import added_record, missing, roles_would_lose, with_added
-from bot.access.notifier import Notifier
+from bot.access.notifier import Announcement, Notifier
 from bot.access.scope import resource_group_for
 from bot.cloudflare.client import CloudflareClient
 from bot.cloudflare.errors import (
@@ -39,7 +39,6 @@ from bot.cloudflare.pacing import LONGEST_PAUSE, CloudflarePaused
 from bot.core.clock import Clock
 from bot.core.config import Settings
 from bot.slack.formatting import escape, mention, number, role_list, scope_label, scope_text, shown_roles
-from bot.slack.messages import text_block
 from storage.db import Database
 from storage.models import AccessRequest
 from storage.repository import (
@@ -57,8 +56,6 @@ from storage.states import RequestStatus
 log = logging.getLogger(__name__)
 #: The longest backoff between attempts after failures other than a 429, in seconds.
 MAX_BACKOFF = 60.0
-#: How long an approved invite's outcome waits for the approval's own messages before it is announced.
-ANNOUNCE_WAIT = 10.0
 
 
 @dataclass(frozen=True)
@@ -206,20 +203,20 @@ class InviteOutbox:
         holder's invite is taken over within `lease_hold + heartbeat` (5/6 of INVITE_LEASE)."""
         return self._settings.invite_lease / 6
 
-    def send_soon(self, request_id: int, *, announce_after: threading.Event | None = None) -> None:
+    def send_soon(self, request_id: int) -> None:
         """Hand a just-approved invite to the Cloudflare pool, so the click's worker answers at once.
 
-        The POST goes out while the approver's click still posts its own messages; `announce_after`
-        (set once they are out) holds the outcome's messages back so that the thread and the DMs read
-        in order. Without a pool the invite is sent here and now, and the gate is not waited for.
+        The click's own messages are held by the notifier for the outcome (sent as one with it), or
+        released as soon as the invite is rescheduled. Without a pool the invite is sent here and now.
         """
         if self._background is None:
             self.send(request_id)
             return
         try:
-            self._background(self.send, request_id, announce_after=announce_after)
+            self._background(self.send, request_id, pooled=True)
         except RuntimeError:  # shutting down: the approval is durable; the next start or a replica sends it
             log.info("not sending the invite of #%s now: shutting down", request_id)
+            self._notifier.release(request_id)
 
     def send_due(self, *, limit: int = 50) -> int:
         """Send every approved invite that is due and unleased (start-up, the invite poll, each sweep)."""
@@ -231,16 +228,19 @@ class InviteOutbox:
             self.send(request_id)
         return len(due)
 
-    def send(self, request_id: int, *, announce_after: threading.Event | None = None) -> InviteOutcome | None:
+    def send(self, request_id: int, *, pooled: bool = False) -> InviteOutcome | None:
         """One attempt at an approved invite that is due (two after an ambiguous failure). None when it
-        is not finished: held by another worker, not due, or rescheduled after a 429 or a failure."""
+        is not finished: held by another worker, not due, or rescheduled after a 429 or a failure.
+        `pooled`: on the Cloudflare pool, which hands the outcome's Slack messages to the Slack pool."""
         now = self._clock.now()
         held = now + self.lease_hold
         with self._db.session() as session:
-            if not lease_invite(session, request_id, now=now, lease_until=held):
-                return None
-            request = get_request(session, request_id)
-        assert request is not None
+            leased = lease_invite(session, request_id, now=now, lease_until=held)
+            request = get_request(session, request_id) if leased else None
+        if request is None:
+            self._notifier.release(request_id)  # another worker has it: its outcome follows what is held
+            return None
+        self._notifier.started(request_id)
         with _Lease(self._db, self._clock, request, held=held, hold=self.lease_hold, heartbeat=self.heartbeat) as lease:
             try:
                 result = self._deliver(request, lease)
@@ -250,10 +250,12 @@ class InviteOutbox:
         if isinstance(result, _Later):
             if lease.release(due_at=result.due_at):
                 log.info("invite for #%s due again at %s: %s", request_id, result.due_at.isoformat(), result.why)
+            self._notifier.release(request_id)
             return None
         if result is None:
+            self._notifier.release(request_id)
             return None  # another worker took it over before this attempt; it finishes it
-        self._finish(request, result, attempts=lease.attempts, announce_after=announce_after)
+        self._finish(request, result, attempts=lease.attempts, pooled=pooled)
         return result
 
     def _paused_until(self) -> datetime | None:
@@ -489,7 +491,7 @@ class InviteOutbox:
         outcome: InviteOutcome,
         *,
         attempts: int | None = None,
-        announce_after: threading.Event | None = None,
+        pooled: bool = False,
     ) -> None:
         now = self._clock.now()
         values: dict[str, Any] = {"invite_lease_until": None}
@@ -531,59 +533,57 @@ class InviteOutbox:
                 error=outcome.error,
                 **counted,
             )
-        if announce_after is None:
-            self._announce(request, outcome)
-            return
-        # Behind the approval's own messages, on the Slack pool: this (Cloudflare) pool's thread goes
-        # on to the next invite instead of waiting on Slack.
-        self._notifier.soon(lambda: self._announce_in_turn(request, outcome, announce_after))
+        announcement = self._announcement(request, outcome)
+        if pooled:  # this (Cloudflare) pool's thread goes on to the next invite, not waiting on Slack
+            self._notifier.soon(lambda: self._notifier.announce(request.id, announcement))
+        else:
+            self._notifier.announce(request.id, announcement)
 
-    def _announce_in_turn(self, request: AccessRequest, outcome: InviteOutcome, after: threading.Event) -> None:
-        if not after.wait(ANNOUNCE_WAIT):
-            log.info("announcing the invite of #%s before the approval's own messages went out", request.id)
-        self._announce(request, outcome)
-
-    def _announce(self, request: AccessRequest, outcome: InviteOutcome) -> None:
+    def _announcement(self, request: AccessRequest, outcome: InviteOutcome) -> Announcement:
+        """The outcome in the thread and in the requester's DM (`dm_follow`: after the approval's line)."""
         who = mention(request.requester_slack_id)
         roles = shown_roles(request.granted_role_names or [])
         account = escape(request.account_name)
         email = escape(request.requester_email)
+        request_no = number(request.id)
         if outcome.event == AuditEventType.ACCESS_ADDED:
             scope = scope_text(request.zone_names)
             thread = (
                 f":heavy_plus_sign: {email} was already a member of {account}: the bot added {roles} on the "
                 f"{scope} to that membership and changed nothing else."
             )
-            dm = (
-                f":heavy_plus_sign: Your request {number(request.id)} was approved: {roles} on the {scope} "
-                f"{'was added to your membership' if outcome.status == RequestStatus.ACCEPTED else 'was added to your pending invite'} "
-                f"of *{account}*."
-            )
+            where = "your membership" if outcome.status == RequestStatus.ACCEPTED else "your pending invite"
+            dm = f":heavy_plus_sign: Your request {request_no} was approved: {roles} on the {scope} was added to {where} of *{account}*."
+            follow = f":heavy_plus_sign: {roles} on the {scope} was added to {where} of *{account}*."
         elif outcome.event == AuditEventType.INVITE_ADOPTED:
             thread = (
                 f":email: Cloudflare already holds a membership for {email} in {account} "
                 f"({outcome.status}); no second invite was sent."
             )
-            dm = (
-                f":email: Your request {number(request.id)} was approved; your membership of *{account}* is "
-                f"{'active' if outcome.status == RequestStatus.ACCEPTED else 'waiting for you to accept the e-mail from Cloudflare'}."
+            state = (
+                "active"
+                if outcome.status == RequestStatus.ACCEPTED
+                else "waiting for you to accept the e-mail from Cloudflare"
             )
+            dm = f":email: Your request {request_no} was approved; your membership of *{account}* is {state}."
+            follow = f":email: Your membership of *{account}* is {state}."
         elif outcome.status == RequestStatus.INVITED:
             thread = f":email: Invite sent to {email} for {account} ({roles}). Waiting for {who} to accept."
-            dm = (
-                f":email: Your request {number(request.id)} was approved and Cloudflare has sent an invite to "
-                f"{email} for *{account}* ({roles}). Open that e-mail and accept it."
+            sent = (
+                f"Cloudflare has sent an invite to {email} for *{account}* ({roles}). Open that e-mail and accept it."
             )
+            dm = f":email: Your request {request_no} was approved and {sent}"
+            follow = f":email: {sent}"
         elif outcome.status == RequestStatus.ACCEPTED:
             thread = f":information_source: {email} is already a member of {account}; no invite needed."
-            dm = f":information_source: Request {number(request.id)}: you are already a member of *{account}*; no invite was needed."
+            dm = f":information_source: Request {request_no}: you are already a member of *{account}*; no invite was needed."
+            follow = f":information_source: You are already a member of *{account}*; no invite was needed."
         else:
             error = escape(outcome.error or "unknown error")
-            thread = f":warning: The invite for {number(request.id)} failed: {error}"
+            thread = f":warning: The invite for {request_no} failed: {error}"
             dm = (
-                f":warning: Your request {number(request.id)} for *{account}* was approved, but the invite "
+                f":warning: Your request {request_no} for *{account}* was approved, but the invite "
                 f"could not be sent: {error} The approvers can retry it."
             )
-        self._notifier.reply(request.id, thread, text_block(thread))
-        self._notifier.refresh_roots(request.id)
-        self._notifier.tell(request.requester_slack_id, dm)
+            follow = f":warning: But the invite could not be sent: {error} The approvers can retry it."
+        return Announcement(thread=thread, dm_user=request.requester_slack_id, dm=dm, dm_follow=follow)

@@ -2,8 +2,12 @@
 
 A request may have several roots (one DM per approver); every update and reply goes to all of
 them. A failed `chat.update` never loses anything: the request is marked for the next sweep.
-An approval's redraw waits (up to ROOT_REFRESH_DELAY) for its invite's outcome, which redraws at
-once: the two changes cost one `chat.update` per root, not two.
+
+An approval's messages (root redraw, thread reply, the requester's DM) are held for its invite's
+outcome, which usually follows within tens of milliseconds: both then go out together, one
+`chat.update` per root, one reply and one DM instead of two of each (Slack allows about 50 updates
+a minute, and the requester reads one message, not two). They go out alone, in order before the
+outcome, as soon as the invite is rescheduled, after ROOT_REFRESH_DELAY, or at shutdown.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from bot.access.terms import duration_choices, from_seconds
 from bot.cloudflare.errors import CloudflareError
 from bot.core.clock import Clock
 from bot.core.config import Settings
+from bot.core.timers import Deadline, Deadlines
 from bot.slack.gateway import Block, SlackError, SlackGateway
 from bot.slack.messages import request_root, summary_text, text_block
 from storage.db import Database
@@ -31,6 +36,9 @@ from storage.states import RequestStatus
 
 log = logging.getLogger(__name__)
 SLACK_REPAIR_DELAY = timedelta(minutes=1)
+#: The longest an approval's messages wait for its invite to start (it may queue behind others);
+#: once it has started they wait at most ROOT_REFRESH_DELAY more.
+QUEUED_HOLD = 10.0
 #: Requests whose thread roots are remembered (they are written once, when the request is filed).
 ROOTS_REMEMBERED = 4096
 
@@ -39,6 +47,31 @@ ROOTS_REMEMBERED = 4096
 class Root:
     channel_id: str
     ts: str
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """What one change tells people: a thread reply and (optionally) a DM.
+
+    `lead` and `dm_lead` open a message that goes on with the next change (an approval followed by
+    its invite's outcome); `dm_follow` is the DM's wording after such a lead.
+    """
+
+    thread: str
+    dm_user: str | None = None
+    dm: str = ""
+    lead: str = ""
+    dm_lead: str = ""
+    dm_follow: str = ""
+
+
+@dataclass
+class _Held:
+    announcement: Announcement
+    deadline: Deadline | None = None
+    #: Taken by the outcome (sent together) or by its release (sent alone, `then` after it).
+    taken: bool = False
+    then: Callable[[], None] | None = None
 
 
 class Notifier:
@@ -54,11 +87,12 @@ class Notifier:
     ) -> None:
         self._settings = settings
         self._background = background
-        #: Requests whose roots wait for the change that settles them, with the timer that gives up.
-        self._pending: dict[int, threading.Timer] = {}
+        #: Approvals' messages waiting for their invite's outcome.
+        self._held: dict[int, _Held] = {}
+        self._deadlines = Deadlines("held-announcements")
         #: Each request's roots, as filed: they never change, so reading them once is enough.
         self._roots: OrderedDict[int, tuple[Root, ...]] = OrderedDict()
-        self._lock = threading.Lock()  # guards `_pending` and `_roots`
+        self._lock = threading.Lock()  # guards `_held` and `_roots`
         self._slack = slack
         self._db = db
         self._directory = directory
@@ -83,30 +117,12 @@ class Notifier:
             duration_choices=duration_choices(self._settings, from_seconds(request.requested_duration_s)),
         )
 
-    def refresh_roots(self, request_id: int, *, state_changed: bool = True, settling: bool = False) -> bool:
+    def refresh_roots(self, request_id: int, *, state_changed: bool = True) -> bool:
         """Redraw every thread root; on failure schedule a repair by the sweep.
 
-        `settling`: another change is about to follow this one (an approval, then its invite's
-        outcome), so the redraw waits up to ROOT_REFRESH_DELAY and the next change's redraw, which
-        comes at once, shows both: one `chat.update` per root instead of two. A redraw that nothing
-        replaced runs when the delay ends (an invite rescheduled, or slower than the delay).
         `state_changed=False` (a reminder redrawing the age, the sweep's repair) skips the
-        after-change hooks. True: redrawn, or scheduled.
+        after-change hooks. True: redrawn.
         """
-        delay = self._settings.root_refresh_delay
-        if settling and delay > 0 and self._background is not None:
-            with self._lock:
-                if request_id in self._pending:
-                    return True
-                timer = threading.Timer(delay, self._redraw_due, args=(request_id,))
-                timer.daemon = True
-                self._pending[request_id] = timer
-            timer.start()
-            return True
-        with self._lock:
-            waiting = self._pending.pop(request_id, None)
-        if waiting is not None:
-            waiting.cancel()  # this redraw shows that change too
         return self._redraw(request_id, state_changed=state_changed)
 
     def soon(self, work: Callable[[], object]) -> None:
@@ -119,22 +135,98 @@ class Notifier:
                 pass
         work()
 
-    def _redraw_due(self, request_id: int) -> None:
+    def hold(self, request_id: int, announcement: Announcement) -> None:
+        """Hold a change's messages (and the root redraw) for the invite outcome that follows it.
+
+        They go out with the outcome (`announce`), or alone when `release`d: the invite was
+        rescheduled or handed to another worker, it did not start within QUEUED_HOLD or did not
+        finish within ROOT_REFRESH_DELAY of its start (`started`), or the bot stops. With a delay
+        of 0 they go out at once, on the Slack pool.
+        """
+        held = _Held(announcement)
         with self._lock:
-            if self._pending.pop(request_id, None) is None:
-                return  # redrawn meanwhile
-        self.soon(lambda: self._redraw(request_id))
+            replaced = self._held.get(request_id)
+            self._held[request_id] = held
+        if replaced is not None:  # never expected (one approval per run), but nothing is dropped
+            self._send_alone(request_id, replaced)
+        if self._settings.root_refresh_delay > 0 and self._background is not None:
+            held.deadline = self._deadlines.after(QUEUED_HOLD, lambda: self.release(request_id))
+        else:
+            self.release(request_id)
+
+    def started(self, request_id: int) -> None:
+        """The invite `request_id`'s held messages wait for has started: ROOT_REFRESH_DELAY from now."""
+        with self._lock:
+            held = self._held.get(request_id)
+            if held is None or held.taken:
+                return
+            if held.deadline is not None:
+                held.deadline.cancel()
+            held.deadline = self._deadlines.after(self._settings.root_refresh_delay, lambda: self.release(request_id))
+
+    def release(self, request_id: int) -> None:
+        """Send what `request_id` holds now, alone (on the Slack pool); its outcome follows it."""
+        with self._lock:
+            held = self._held.get(request_id)
+            if held is None or held.taken:
+                return
+            held.taken = True
+        if held.deadline is not None:
+            held.deadline.cancel()
+        self.soon(lambda: self._send_alone(request_id, held))
+
+    def announce(self, request_id: int, outcome: Announcement) -> None:
+        """Tell people an invite's outcome: in one message with the approval's when it still waits,
+        else after the approval's own messages; the roots are redrawn once for both."""
+        with self._lock:
+            held = self._held.get(request_id)
+            if held is not None and held.taken:
+                # The approval's messages are going out alone: the outcome follows them.
+                held.then = lambda: self._send(request_id, outcome)
+                return
+            if held is not None:
+                held.taken = True
+                del self._held[request_id]
+        if held is None:
+            self._send(request_id, outcome)
+            return
+        if held.deadline is not None:
+            held.deadline.cancel()
+        first = held.announcement
+        if first.dm_user is not None and first.dm_user != outcome.dm_user:
+            self.tell(first.dm_user, first.dm)  # never expected: the DMs go to the requester
+            first = Announcement(thread=first.thread, lead=first.lead)
+        dm = outcome.dm if first.dm_user is None else f"{first.dm_lead or first.dm}\n{outcome.dm_follow or outcome.dm}"
+        thread = f"{first.lead or first.thread}\n{outcome.thread}"
+        self._send(request_id, Announcement(thread=thread, dm_user=outcome.dm_user, dm=dm))
+
+    def _send_alone(self, request_id: int, held: _Held) -> None:
+        try:
+            self._send(request_id, held.announcement)
+        finally:
+            with self._lock:
+                if self._held.get(request_id) is held:
+                    del self._held[request_id]
+                then, held.then = held.then, None
+            if then is not None:
+                then()
+
+    def _send(self, request_id: int, announcement: Announcement) -> None:
+        """Redraw the roots, reply in the thread, then DM: in that order, so the thread reads right."""
+        self.refresh_roots(request_id)
+        self.reply(request_id, announcement.thread)
+        if announcement.dm_user:
+            self.tell(announcement.dm_user, announcement.dm)
 
     def flush(self) -> None:
-        """Redraw now the roots still waiting (at shutdown, before the pools close)."""
+        """Send now, alone, whatever is still held (at shutdown, before the pools close)."""
         with self._lock:
-            pending, self._pending = self._pending, {}
-        for request_id, timer in sorted(pending.items()):
-            timer.cancel()
+            waiting = sorted(rid for rid, held in self._held.items() if not held.taken)
+        for request_id in waiting:
             try:
-                self._redraw(request_id)
-            except Exception:  # one request's failure must not keep the others stale
-                log.exception("could not redraw the roots of #%s at shutdown", request_id)
+                self.release(request_id)
+            except Exception:  # one request's failure must not keep the others untold
+                log.exception("could not send the held messages of #%s at shutdown", request_id)
 
     def _redraw(self, request_id: int, *, state_changed: bool = True) -> bool:
         with self._db.session() as session:
