@@ -15,7 +15,7 @@ from bot.access.terms import duration_choices, from_seconds
 from bot.slack.formatting import slack_date
 from bot.slack.gateway import SlackError
 from bot.slack.modals import deny_modal, extension_modal, revoke_modal
-from handlers.common import run_after_ack, tell_actor
+from handlers.common import run_after_ack, run_at_once, tell_actor
 from handlers.payloads import DecisionClick, decision_click
 from storage.repository import get_request
 from storage.states import RequestStatus
@@ -35,13 +35,26 @@ class ActionHandlers:
         self._on_click(ack, body, respond, self._approve)
 
     def on_deny(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
-        """Open the reason form at once, on the listener thread, while the trigger is fresh: no
+        """Open the reason form at once, on the listener pool, while the trigger is fresh: no
         Cloudflare or Slack look-up first. Who may deny is checked when the form is submitted."""
         ack()
-        click = decision_click(body)
-        said = self._open_deny_form(click, body) if click else ":warning: That button's payload was not understood."
-        if said:
-            run_after_ack(self.services, body, respond, lambda: tell_actor(self.services, body, respond, said))
+        self._open_form(body, respond, self._open_deny_form)
+
+    def _open_form(
+        self,
+        body: dict[str, Any],
+        respond: Respond,
+        open_form: Callable[[DecisionClick, dict[str, Any]], str | None],
+    ) -> None:
+        """Open a button's form on the listener pool (the trigger lasts 3 s); say why when it cannot."""
+
+        def work() -> None:
+            click = decision_click(body)
+            said = open_form(click, body) if click else ":warning: That button's payload was not understood."
+            if said:
+                tell_actor(self.services, body, respond, said)
+
+        run_at_once(self.services, body, respond, work)
 
     def on_resend_invite(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         self._on_click(ack, body, respond, self._resend_invite)
@@ -78,10 +91,7 @@ class ActionHandlers:
     def on_revoke(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         """Like Deny: the reason form opens at once; who may revoke is checked when it is submitted."""
         ack()
-        click = decision_click(body)
-        said = self._open_revoke_form(click, body) if click else ":warning: That button's payload was not understood."
-        if said:
-            run_after_ack(self.services, body, respond, lambda: tell_actor(self.services, body, respond, said))
+        self._open_form(body, respond, self._open_revoke_form)
 
     def _open_revoke_form(self, click: DecisionClick, body: dict[str, Any]) -> str | None:
         with self.services.db.session() as session:
@@ -100,10 +110,7 @@ class ActionHandlers:
     def on_request_extension(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         """The holder's button in the end warning: the form (duration, reason) opens at once."""
         ack()
-        click = decision_click(body)
-        said = self._open_extension_form(click, body) if click else ":warning: That button was not understood."
-        if said:
-            run_after_ack(self.services, body, respond, lambda: tell_actor(self.services, body, respond, said))
+        self._open_form(body, respond, self._open_extension_form)
 
     def _open_extension_form(self, click: DecisionClick, body: dict[str, Any]) -> str | None:
         services = self.services

@@ -16,7 +16,7 @@ from bot.slack.formatting import escape, number, scope_text, shown_roles
 from bot.slack.gateway import SlackError
 from bot.slack.messages import STATUS_LABEL, term_text
 from bot.slack.modals import loading_modal, request_modal
-from handlers.common import failure_text, form_durations, run_after_ack
+from handlers.common import failure_text, form_durations, run_after_ack, run_at_once
 from storage.repository import pending_for_accounts, requests_of
 from storage.states import RequestStatus
 
@@ -38,7 +38,7 @@ class CommandHandlers:
             return
         ack()
         if parsed.name == "request" and not parsed.args:
-            self.open_modal(command, respond)
+            run_at_once(self.services, command, respond, lambda: self.open_modal(command, respond))
             return
         run_after_ack(self.services, command, respond, lambda: self._run(parsed, command, respond))
 
@@ -67,8 +67,8 @@ class CommandHandlers:
     # --- request --------------------------------------------------------------------------
 
     def open_modal(self, command: dict[str, Any], respond: Respond) -> None:
-        """Spend the trigger at once, on the listener thread (it lasts 3 s and is good once); the
-        form is filled in on the work pool with `views.update` when the profile and accounts are in."""
+        """Spend the trigger at once, on the listener pool (it lasts 3 s and is good once); the form
+        is filled in on the work pool with `views.update` when the profile and accounts are in."""
         services = self.services
         try:
             view_id, view_hash = services.slack.open_view(command["trigger_id"], loading_modal())

@@ -50,19 +50,31 @@ def tell_actor(services: Services, body: dict[str, Any], respond: Respond | None
 
 
 def run_after_ack(services: Services, body: dict[str, Any], respond: Respond | None, work: Callable[[], None]) -> None:
-    """Run the slow part of a listener on the work pool, so the listener thread is free at once.
+    """Run the slow part of a listener on the work pool: the ack goes back as the listener returns.
 
-    Listeners only ack and hand over: an ack never waits behind Cloudflare or Slack calls of
-    earlier requests. A failure still reaches the person, with a reference to find it in the logs.
+    Listeners only ack and hand over (Bolt answers Slack once the listener returns): an ack never
+    waits behind Cloudflare or Slack calls. A failure still reaches the person, with a reference
+    to find it in the logs.
     """
+    services.executor.submit(_guarded(services, body, respond, work))
 
+
+def run_at_once(services: Services, body: dict[str, Any], respond: Respond | None, work: Callable[[], None]) -> None:
+    """Like `run_after_ack`, on the listener pool, which never queues behind follow-up work and
+    never steps aside for acks: for opening a form, whose trigger Slack honours once, for 3 s."""
+    services.listener_executor.submit(_guarded(services, body, respond, work))
+
+
+def _guarded(
+    services: Services, body: dict[str, Any], respond: Respond | None, work: Callable[[], None]
+) -> Callable[[], None]:
     def guarded() -> None:
         try:
             work()
         except Exception as error:
             tell_actor(services, body, respond, failure_text(error))
 
-    services.executor.submit(guarded)
+    return guarded
 
 
 def form_durations(settings: Settings) -> dict[str, Any]:

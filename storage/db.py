@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -42,6 +42,8 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        #: Called before each unit of work (the server lets background work step aside for acks).
+        self.before_session: Callable[[], None] | None = None
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -53,6 +55,8 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
+        if self.before_session is not None:
+            self.before_session()
         session = self._sessions()
         try:
             yield session

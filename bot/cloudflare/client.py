@@ -49,6 +49,7 @@ from bot.cloudflare.models import (
     zone_scope_key,
 )
 from bot.cloudflare.pacing import CloudflareBudget, CloudflarePause
+from bot.core.priority import FOREGROUND
 
 log = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -289,6 +290,7 @@ class CloudflareClient:
 
     def _send(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None) -> Envelope:
         """One call: refused at once during the pause, paced by the budget, observed, parsed."""
+        FOREGROUND.step_aside()
         if self._pause is not None:
             self._pause.check()
         with self._budget.spend() if self._budget is not None else contextlib.nullcontext():

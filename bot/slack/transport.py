@@ -33,6 +33,8 @@ from slack_sdk.models.attachments import Attachment
 from slack_sdk.models.blocks import Block
 from slack_sdk.webhook import WebhookClient, WebhookResponse
 
+from bot.core.priority import FOREGROUND
+
 #: Observes each call: (Web API method or "response_url", HTTP status or 0 when none came, seconds).
 CallObserver = Callable[[str, int, float], None]
 
@@ -86,6 +88,7 @@ class SlackHttp:
 
     def post(self, url: str, request: Request, *, timeout: float, method: str) -> Answer:
         """POST `request` as urllib would, raising what urllib raises (HTTPError, URLError)."""
+        FOREGROUND.step_aside()
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https") or not parts.hostname:
