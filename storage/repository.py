@@ -200,7 +200,8 @@ def invites_due(session: Session, now: datetime, *, limit: int) -> list[int]:
 
 
 def lease_invite(session: Session, request_id: int, *, now: datetime, lease_until: datetime) -> bool:
-    """Take an approved invite that is due and not leased by a live worker (one taker wins)."""
+    """Take an approved invite that is due and not leased by a live worker (one taker wins), and
+    count the attempt the taker is about to make, in the same update."""
     return claim(
         session,
         request_id,
@@ -208,6 +209,7 @@ def lease_invite(session: Session, request_id: int, *, now: datetime, lease_unti
         or_(AccessRequest.invite_due_at.is_(None), AccessRequest.invite_due_at <= now),
         or_(AccessRequest.invite_lease_until.is_(None), AccessRequest.invite_lease_until < now),
         invite_lease_until=lease_until,
+        invite_attempts=AccessRequest.invite_attempts + 1,
     )
 
 

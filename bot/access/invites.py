@@ -84,6 +84,8 @@ class _Later:
 
     due_at: datetime
     why: str
+    #: The attempt count to write back when the attempt counted was not made.
+    attempts: int | None = None
 
 
 class _Lease:
@@ -152,10 +154,14 @@ class _Lease:
                 self.attempts = attempts
             return True
 
-    def release(self, *, due_at: datetime) -> bool:
-        """Give the invite back, due again at `due_at` (after the heartbeat has stopped)."""
+    def release(self, *, due_at: datetime, attempts: int | None = None) -> bool:
+        """Give the invite back, due again at `due_at` (after the heartbeat has stopped), with
+        `attempts` as the attempt count when it changed."""
+        values: dict[str, Any] = {"invite_due_at": due_at}
+        if attempts is not None:
+            values["invite_attempts"] = attempts
         with self._lock, self._db.session() as session:
-            return not self.lost and release_invite(session, self._request_id, held=self._held, invite_due_at=due_at)
+            return not self.lost and release_invite(session, self._request_id, held=self._held, **values)
 
 
 def _backoff(attempt: int) -> timedelta:
@@ -248,7 +254,7 @@ class InviteOutbox:
                 log.exception("invite for #%s failed unexpectedly", request_id)
                 result = _failed(f"Unexpected error: {type(error).__name__}")
         if isinstance(result, _Later):
-            if lease.release(due_at=result.due_at):
+            if lease.release(due_at=result.due_at, attempts=result.attempts):
                 log.info("invite for #%s due again at %s: %s", request_id, result.due_at.isoformat(), result.why)
             self._notifier.release(request_id)
             return None
@@ -269,22 +275,20 @@ class InviteOutbox:
         approval, then each Retry invite), across reschedules. An ambiguous failure (5xx, timeout,
         dropped connection) is re-checked once at once, then backed off.
         """
+        # The lease counted this attempt (lease_invite): `lease.attempts` includes it.
         paused = self._paused_until()
-        if paused is not None:
-            return _Later(paused, "Cloudflare calls are paused")  # nothing sent: not an attempt
+        if paused is not None:  # nothing sent: not an attempt
+            return _Later(paused, "Cloudflare calls are paused", attempts=lease.attempts - 1)
         before_run = self._attempts_before_run(request)
         stored: AccessRequest | None = request  # read just after the lease was taken: fresh
+        attempt = lease.attempts
         while True:
-            attempt = lease.attempts + 1
-            if not lease.renew(attempts=attempt):
-                return None
             try:
                 # A previous attempt, here or in a process that died, may have created the member.
                 return self._attempt(request, may_exist=attempt > 1, stored=stored)
             except CloudflarePaused as error:
                 # Refused here, before the POST went out: it does not count as an attempt.
-                lease.renew(attempts=attempt - 1)
-                return _Later(self._paused_until() or self._in(error.retry_after), str(error))
+                return _Later(self._paused_until() or self._in(error.retry_after), str(error), attempts=attempt - 1)
             except CloudflareError as error:  # a 429, or a failure worth trying again
                 last_error = error
             in_run = attempt - before_run
@@ -299,14 +303,18 @@ class InviteOutbox:
                 return _Later(self._clock.now() + _backoff(in_run), str(last_error))
             # The first failure of a run: look again at once (the member list first), no sleep.
             stored = None  # the failed attempt may have written to the request: read it again
+            attempt += 1
+            if not lease.renew(attempts=attempt):
+                return None
 
     def _in(self, retry_after: float | None) -> datetime:
         seconds = min(LONGEST_PAUSE, retry_after if retry_after is not None else MAX_BACKOFF)
         return self._clock.now() + timedelta(seconds=seconds)
 
     def _attempts_before_run(self, request: AccessRequest) -> int:
-        """invite_attempts when this run began: what the last failed run had counted (its audit row)."""
-        if request.invite_attempts == 0:
+        """invite_attempts when this run began: what the last failed run had counted (its audit row).
+        `request` was read after the lease counted the attempt under way."""
+        if request.invite_attempts <= 1:
             return 0
         with self._db.session() as session:
             events = audit_for(session, request.id)
@@ -330,9 +338,9 @@ class InviteOutbox:
             existing = self._directory.members(request.account_id, fresh=may_exist).find(request.requester_email)
             if existing is not None:
                 return self._existing_member(request, existing, ours=posted_at is not None)
-            policies = self._policies(request, granted, model, stored)
-            with self._db.session() as session:
-                claim(session, request.id, invite_posted_at=self._clock.now())
+            policies, found = self._policies(request, granted, model, stored)
+            with self._db.session() as session:  # a group just found is kept in the same write
+                claim(session, request.id, invite_posted_at=self._clock.now(), **found)
             member = self._cloudflare.create_member(
                 request.account_id,
                 email=request.requester_email,
@@ -366,25 +374,33 @@ class InviteOutbox:
 
     def _policies(
         self, request: AccessRequest, granted: list[str], model: AccessModel, stored: AccessRequest | None
-    ) -> list[PolicySpec] | None:
-        """The new member's one `allow` policy (policies model), on the request's resource group."""
+    ) -> tuple[list[PolicySpec] | None, dict[str, Any]]:
+        """The new member's one `allow` policy (policies model), on the request's resource group,
+        and the group's id to keep on the request when it was found just now (the caller writes it)."""
         if model is not AccessModel.POLICIES:
-            return None
-        group = self._resource_group(request, stored)
-        return [PolicySpec(permission_group_ids=tuple(granted), resource_group_ids=(group,))]
+            return None, {}
+        group, found = self._find_resource_group(request, stored)
+        policies = [PolicySpec(permission_group_ids=tuple(granted), resource_group_ids=(group,))]
+        return policies, ({"resource_group_id": group} if found else {})
 
     def _resource_group(self, request: AccessRequest, stored: AccessRequest | None = None) -> str:
-        """Found (or, for zones, created) once, then kept on the request for retries and the removal.
+        """Found (or, for zones, created) once, then kept on the request for retries and the removal."""
+        group, found = self._find_resource_group(request, stored)
+        if found:
+            with self._db.session() as session:
+                claim(session, request.id, resource_group_id=group)
+        return group
+
+    def _find_resource_group(self, request: AccessRequest, stored: AccessRequest | None) -> tuple[str, bool]:
+        """The request's resource group, and whether it was found (or created) just now, not kept.
         `stored`: the request as just read, when the caller has it (else it is read here)."""
         stored = stored or self._stored(request.id)
         if stored is not None and stored.resource_group_id:
-            return stored.resource_group_id
+            return stored.resource_group_id, False
         group = resource_group_for(
             self._cloudflare, self._directory, request.account_id, request.zone_ids or [], request.zone_names or []
         )
-        with self._db.session() as session:
-            claim(session, request.id, resource_group_id=group.id)
-        return group.id
+        return group.id, True
 
     def _refused(self, request: AccessRequest, error: CloudflareError, what: str) -> str:
         if error.code == SCOPE_MISMATCH:
