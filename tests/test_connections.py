@@ -96,3 +96,23 @@ def test_block_kit_is_validated_as_before_with_the_validators_found_once() -> No
         ButtonElement(text="Approve", action_id="request_approve", value="1", style="loud").to_dict()
     with pytest.raises(SlackObjectFormationError, match="text"):
         SectionBlock(text="x" * 3001).to_dict()
+
+
+def test_a_dm_to_someone_new_is_one_post_and_later_ones_reuse_the_conversation(fake_slack: FakeSlack) -> None:
+    """Slack takes a user id as `channel` and answers with the DM's id: no conversations.open
+    (Tier 3, once per new person: an approval burst would spend the tier on it)."""
+    client = make_web_client(BOT_TOKEN, fake_slack.url + "/api/")
+    slack = SlackGateway(client)
+    first = slack.dm(ALICE, "first")
+    second = slack.dm(ALICE, "second")
+    assert first.channel_id == second.channel_id == fake_slack.dm_channel(ALICE)
+    assert [m.text for m in fake_slack.dms_to(ALICE)] == ["first", "second"]
+    assert [args["channel"] for args in fake_slack.calls_to("chat.postMessage")] == [ALICE, first.channel_id]
+    assert fake_slack.calls_to("conversations.open") == []
+
+    # Should a workspace refuse user ids as channels, the conversation is opened first.
+    fake_slack.inject(SlackFault(method="chat.postMessage", status=200, error="channel_not_found"))
+    assert slack.dm(BOB, "via open").channel_id == fake_slack.dm_channel(BOB)
+    assert [m.text for m in fake_slack.dms_to(BOB)] == ["via open"]
+    assert len(fake_slack.calls_to("conversations.open")) == 1
+    client.http.close()

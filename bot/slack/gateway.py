@@ -208,7 +208,21 @@ class SlackGateway:
         return PostedMessage(str(response["channel"]), str(response["ts"]))
 
     def dm(self, user_id: str, text: str, blocks: Sequence[Block] = ()) -> PostedMessage:
-        return self.post(self.dm_channel(user_id), text, blocks)
+        """Post in the bot's DM with `user_id`. Slack takes a user id as `channel` and answers with
+        the DM's id, which is kept: no `conversations.open` first (Tier 3, one per new person)."""
+        with self._lock:
+            known = self._dm_channels.get(user_id)
+        if known:
+            return self.post(known, text, blocks)
+        try:
+            posted = self.post(user_id, text, blocks)
+        except SlackError as error:
+            if error.code != "channel_not_found":
+                raise
+            return self.post(self.dm_channel(user_id), text, blocks)  # open the conversation, then post
+        with self._lock:
+            self._dm_channels[user_id] = posted.channel_id
+        return posted
 
     def update(self, channel_id: str, ts: str, text: str, blocks: Sequence[Block]) -> None:
         with _slack_errors():
