@@ -206,3 +206,24 @@ def test_a_failing_event_listener_job_is_logged_not_lost(
     bot.wait_idle()
     assert re.search(r"_publish_home failed \(ref [0-9a-f]{8}\)", caplog.text)
     assert "KeyError: 'user'" in caplog.text
+
+
+def test_the_slack_client_formats_its_debug_lines_only_when_debug_is_asked_for(fake_slack: FakeSlack) -> None:
+    """slack_sdk builds a debug line of every request body (blocks included) whenever its client
+    logger's own level is unset, and only then lets logging drop it."""
+    from bot.ops.logs import configure_logging
+    from bot.slack.gateway import make_web_client
+
+    root = logging.getLogger()
+    kept = root.handlers[:], root.level
+    client_logger = logging.getLogger("slack_sdk.web.base_client")
+    try:
+        configure_logging(level="INFO", fmt="text", secrets=[])
+        client = make_web_client(BOT_TOKEN, fake_slack.url + "/api/")
+        assert client._logger is client_logger and client_logger.level > logging.DEBUG
+        configure_logging(level="DEBUG", fmt="text", secrets=[])
+        assert client_logger.level == logging.DEBUG, "LOG_LEVEL=DEBUG still shows the SDK's request lines"
+    finally:
+        root.handlers[:], _ = kept
+        root.setLevel(kept[1])
+        client_logger.setLevel(logging.NOTSET)

@@ -110,4 +110,7 @@ def configure_logging(*, level: str, fmt: str, secrets: Iterable[str]) -> None:
         logger.handlers[:] = []
         logger.propagate = True
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # slack_sdk's WebClient formats a debug line of every request body (blocks and all) whenever its
+    # own logger's level is unset, before logging drops it: give that logger the level in force.
+    logging.getLogger("slack_sdk.web.base_client").setLevel(level)
     logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
