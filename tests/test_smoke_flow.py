@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
+import bot.access.notifier as notifier_module
+from bot.access.notifier import Announcement
 from tests.conftest import ALICE, BOB, CAROL, FALLBACK, MALLORY, PG_IDS, ROLE_IDS, BotFactory, World
 from tests.fakes.cloudflare import FakeCloudflare, Fault
 from tests.fakes.slack import FakeSlack, SlackFault
@@ -102,3 +106,25 @@ def test_an_approval_and_its_invite_are_told_once(
     for root in roots_of(fake_slack, fourth):
         thread = [m.text for m in fake_slack.thread(root)]
         assert len(thread) == 2 and "Sending the Cloudflare invite" in thread[0] and "Invite sent" in thread[1]
+
+
+def test_an_approval_whose_invite_never_starts_is_told_after_the_queued_hold(
+    make_bot: BotFactory, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Held messages wait for the invite to start for QUEUED_HOLD at most (the Cloudflare pool may
+    be busy with others): then they go out alone, and the outcome follows them."""
+    monkeypatch.setattr(notifier_module, "QUEUED_HOLD", 0.3)
+    bot = make_bot(root_refresh_delay=10)
+    request_id = file_request(bot, fake_slack, ALICE)
+    # As the approval does, without an invite starting: only the queued hold can release it.
+    bot.services.notifier.hold(
+        request_id, Announcement(thread="Approved, sending.", lead="Approved.", dm_user=ALICE, dm="On its way.")
+    )
+    roots = roots_of(fake_slack, request_id)
+    assert fake_slack.wait_until(lambda: all(fake_slack.thread(root) for root in roots), 5), "released alone"
+    bot.wait_idle()
+    assert [m.text for m in fake_slack.thread(roots[0])] == ["Approved, sending."]
+    assert [m.text for m in fake_slack.dms_to(ALICE)] == ["On its way."]
+    bot.services.notifier.announce(request_id, Announcement(thread="Invite sent.", dm_user=ALICE, dm="Sent."))
+    assert [m.text for m in fake_slack.thread(roots[0])] == ["Approved, sending.", "Invite sent."]
+    assert [m.text for m in fake_slack.dms_to(ALICE)] == ["On its way.", "Sent."]
