@@ -16,8 +16,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-#: The longest one background step waits for the requests being answered.
-LONGEST_PAUSE = 0.02
+#: The longest one background step waits for the requests being answered. A follow-up has about
+#: fifteen such steps, so under an unbroken stream of requests it still finishes in a second or two;
+#: 20 ms halved nothing (Approve acks at 16 concurrent: p99 101-116 ms at 20 ms, 66-75 ms at 100 ms).
+LONGEST_PAUSE = 0.1
 
 _thread = threading.local()
 
