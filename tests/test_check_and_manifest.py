@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from tests.conftest import World
-from tests.fakes.cloudflare import FakeCloudflare
+from tests.fakes.cloudflare import FakeCloudflare, Fault
 from tests.fakes.slack import FakeSlack
 from tests.harness import BOT_TOKEN, CF_TOKEN, SIGNING_SECRET
 from tests.process import bot_env
@@ -76,3 +76,23 @@ def test_manifests_validate_against_slacks_schema() -> None:
         manifest["settings"]["event_subscriptions"]["request_url"],
     ]
     assert all(url.endswith("/slack/events") for url in urls)
+
+
+def test_check_names_each_accounts_model_and_why_auto_fell_back_to_roles(
+    fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World, tmp_path: Path
+) -> None:
+    """A token that may not read permission groups keeps an account on legacy roles under `auto`;
+    `check` says so instead of leaving the operator to find out from the grants."""
+    fake_cf.without_policies_api(world.staging)
+    result = run_check(fake_slack, fake_cf, tmp_path, CLOUDFLARE_ACCOUNT_IDS=f"{world.acme},{world.staging}")
+    lines = result.stdout.splitlines()
+    [acme] = [line for line in lines if line.startswith("roles: Acme Production")]
+    [staging] = [line for line in lines if line.startswith("roles: Acme Staging")]
+    assert "policies:" in acme and "auto:" not in acme
+    assert "roles (auto: the account's permission-groups API is not there (HTTP 404, code 7003))" in staging, staging
+
+    refusal = {"success": False, "errors": [{"code": 9109, "message": "Unauthorized"}], "messages": [], "result": None}
+    fake_cf.inject(Fault("GET", r"/iam/permission_groups$", status=403, body=refusal, times=9))
+    result = run_check(fake_slack, fake_cf, tmp_path, CLOUDFLARE_ACCOUNT_IDS=world.acme)
+    [acme] = [line for line in result.stdout.splitlines() if line.startswith("roles: Acme Production")]
+    assert "roles (auto: the token may not read permission groups (HTTP 403, code 9109)" in acme, acme

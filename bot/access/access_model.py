@@ -76,6 +76,8 @@ class AccountAccess:
 
     model: AccessModel
     grantables: tuple[Grantable, ...]
+    #: Why `auto` chose legacy roles here, when it did (what `check` shows the operator).
+    fallback_reason: str = ""
 
     def by_id(self, grantable_id: str) -> Grantable | None:
         return next((grantable for grantable in self.grantables if grantable.id == grantable_id), None)

@@ -145,16 +145,24 @@ class Directory:
         """`auto`: permission groups where the account's policies API answers, else roles. A refusal
         (404, 403) means "not here"; an outage raises, so a model is never decided on a timeout."""
         chosen = self._settings.cloudflare_access_model
+        reason = ""
         if chosen != AccessModel.ROLES.value:
             try:
                 groups = self._cloudflare.list_permission_groups(account_id)
             except CloudflareClientError as error:
                 if chosen == AccessModel.POLICIES.value:
                     raise
-                log.info("account %s has no permission-groups API (%s): using legacy roles", account_id, error)
+                answer = f"HTTP {error.status}" + (f", code {error.code}" if error.code else "")
+                if error.status in (401, 403):
+                    reason = f"the token may not read permission groups ({answer}); one that may would use policies"
+                    log.warning("account %s: %s; using legacy roles", account_id, reason)
+                else:
+                    reason = f"the account's permission-groups API is not there ({answer})"
+                    log.info("account %s: %s; using legacy roles", account_id, reason)
             else:
                 return AccountAccess(AccessModel.POLICIES, tuple(Grantable.of_permission_group(g) for g in groups))
-        return AccountAccess(AccessModel.ROLES, tuple(Grantable.of_role(role) for role in self.roles(account_id)))
+        roles = tuple(Grantable.of_role(role) for role in self.roles(account_id))
+        return AccountAccess(AccessModel.ROLES, roles, fallback_reason=reason)
 
     def grantables(self, account_id: str) -> list[Grantable]:
         return list(self.access(account_id).grantables)

@@ -83,14 +83,17 @@ def _accounts(services: Services) -> str:
 
 
 def _roles(services: Services, account_id: str) -> str:
-    model = services.directory.access(account_id).model
+    access = services.directory.access(account_id)
+    model = access.model
     kind = "permission group" if model.value == "policies" else "role"
     requestable = services.directory.requestable(account_id)
     if not requestable:
         raise CloudflareError(f"no requestable {kind} (check REQUESTABLE_ROLES)")
     if not services.directory.super_admin_ids(account_id):
         raise CloudflareError(f"no Super Administrator {kind} visible")
-    return f"{model.value}: {len(requestable)} requestable: {role_list(role.name for role in requestable[:6])}" + (
+    # A token that may not read permission groups keeps `auto` on legacy roles without a word: say so.
+    why = f" (auto: {access.fallback_reason})" if access.fallback_reason else ""
+    return f"{model.value}{why}: {len(requestable)} requestable: {role_list(role.name for role in requestable[:6])}" + (
         ", …" if len(requestable) > 6 else ""
     )
 
