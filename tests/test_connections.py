@@ -115,4 +115,12 @@ def test_a_dm_to_someone_new_is_one_post_and_later_ones_reuse_the_conversation(f
     assert slack.dm(BOB, "via open").channel_id == fake_slack.dm_channel(BOB)
     assert [m.text for m in fake_slack.dms_to(BOB)] == ["via open"]
     assert len(fake_slack.calls_to("conversations.open")) == 1
+
+    # A deactivated person's DM cannot be opened: the refusal reaches the caller, nothing is posted.
+    gone = fake_slack.add_user("U0GONE0001", "gone@example.com", "gone", deleted=True)
+    fake_slack.inject(SlackFault(method="chat.postMessage", status=200, error="channel_not_found"))
+    with pytest.raises(SlackError) as refused:
+        slack.dm(gone, "to nobody")
+    assert refused.value.code == "user_disabled"
+    assert fake_slack.dms_to(gone) == []
     client.http.close()

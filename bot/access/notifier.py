@@ -193,12 +193,18 @@ class Notifier:
         if held.deadline is not None:
             held.deadline.cancel()
         first = held.announcement
-        if first.dm_user is not None and first.dm_user != outcome.dm_user:
-            self.tell(first.dm_user, first.dm)  # never expected: the DMs go to the requester
-            first = Announcement(thread=first.thread, lead=first.lead)
-        dm = outcome.dm if first.dm_user is None else f"{first.dm_lead or first.dm}\n{outcome.dm_follow or outcome.dm}"
         thread = f"{first.lead or first.thread}\n{outcome.thread}"
-        self._send(request_id, Announcement(thread=thread, dm_user=outcome.dm_user, dm=dm))
+        if first.dm_user is None or first.dm_user == outcome.dm_user:
+            dm = (
+                outcome.dm
+                if first.dm_user is None
+                else f"{first.dm_lead or first.dm}\n{outcome.dm_follow or outcome.dm}"
+            )
+            self._send(request_id, Announcement(thread=thread, dm_user=outcome.dm_user, dm=dm))
+            return
+        # The outcome is not DMed to the person the approval was (none is today): each DM goes alone.
+        self.tell(first.dm_user, first.dm)
+        self._send(request_id, Announcement(thread=thread, dm_user=outcome.dm_user, dm=outcome.dm))
 
     def _send_alone(self, request_id: int, held: _Held) -> None:
         try:

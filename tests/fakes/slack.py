@@ -327,6 +327,10 @@ class FakeSlack(FakeServer):
         users = [u for u in str(args.get("users", "")).split(",") if u]
         if len(users) != 1 or users[0] not in self.users:
             return _error("user_not_found")
+        if self.users[users[0]].deleted:
+            # Slack's documented refusal for a deactivated person (chat.postMessage to their user id
+            # still succeeds: their DM history exists; slackapi/python-slack-sdk#1156).
+            return self._reject("conversations.open", f"{users[0]} is deactivated", "user_disabled")
         return _ok(channel={"id": self.dm_channel(users[0])})
 
     def _chat_postMessage(self, args: dict[str, Any]) -> FakeResponse:
