@@ -87,6 +87,19 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def reference_workload_ms() -> float:
+    """CPU of a fixed single-threaded workload (JSON, string formatting, a dict walk: what a request
+    costs is made of): this machine's speed now. It swings between runs of the same code here, so
+    the run's CPU figures are read next to it."""
+    payload = {"blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": f"line {n} " * 8}} for n in range(20)]}
+    started = time.process_time()
+    for _ in range(400):
+        decoded = json.loads(json.dumps(payload))
+        sum(len(block["text"]["text"]) for block in decoded["blocks"])
+        "&".join(f"{key}={value}" for key, value in sorted({str(n): n * n for n in range(200)}.items()))
+    return (time.process_time() - started) * 1000
+
+
 class Server:
     def __init__(self, module: str, env: dict[str, str], log: Path) -> None:
         self.port = free_port()
@@ -338,6 +351,7 @@ def main() -> None:
     database_url = args.database_url or f"sqlite:///{workdir}/bench.db"
     env = environment(slack, cloudflare, database_url, UNLIMITED)
     print(f"cf-access-bot benchmark ({'quick' if args.quick else 'full'}), work dir {workdir}", flush=True)
+    speed_before = reference_workload_ms()
 
     baseline = Server(
         "bench.baseline_app",
@@ -433,6 +447,7 @@ def main() -> None:
     approvals, limit_calls, limit_window = (60, 20, 5.0) if args.quick else (120, 40, 10.0)
     paced = paced_burst(workdir, approvals, limit_calls, limit_window)
 
+    speed_after = reference_workload_ms()
     stored = 10_000 if args.quick else 100_000
     small = stored // 10
     print(f"   sweeps over {stored} and {small} stored requests", flush=True)
@@ -507,6 +522,9 @@ def main() -> None:
     )
     figures.append(Figure("RSS at start", idle_memory[0] / 1024, "MiB", base_memory[0] / 1024))
     figures.append(Figure("peak RSS", after_memory[1] / 1024, "MiB", base_memory[1] / 1024))
+    # The same workload at the start and after the bot's part: how fast the machine was, and whether
+    # it changed during the run (the CPU figures above scale with it).
+    figures.append(Figure("reference workload CPU, after the bot's part", speed_after, "ms", speed_before))
 
     print("\n3. Targets (issue #15); baseline = the bare Bolt app in the same run where one applies")
     print(f"   {'figure':<52}{'bot':>10}{'baseline':>10}{'ratio':>8}  {'target':<10}{'met':>4}")
