@@ -21,6 +21,7 @@ import pytest
 from slack_bolt import Ack, App
 from slack_sdk.web import WebClient
 
+from bot.core.priority import FOREGROUND, LONGEST_PAUSE, mark_background
 from bot.ops.socket_mode import SocketModeRefused, SocketModeRunner
 from tests.conftest import ALICE, BOB, World
 from tests.fakes.cloudflare import FakeCloudflare
@@ -314,6 +315,36 @@ def test_reconnecting_backs_off_while_slack_is_unavailable(
     second = socket_mode.wait_link(2, timeout=5)
     assert socket_mode.wait_ack(echo(socket_mode, second, "")).link == 2
     assert len(fake_slack.calls_to("apps.connections.open")) >= 4  # first, the failures, the success
+
+
+def test_background_work_steps_aside_while_an_envelope_is_being_answered(
+    socket_mode: FakeSocketMode, run_echo: Any
+) -> None:
+    """As in HTTP mode: the work pools wait at their I/O points until the envelopes in flight are acked."""
+
+    def background_pause() -> float:
+        took: list[float] = []
+
+        def step() -> None:
+            mark_background()
+            started = time.monotonic()
+            FOREGROUND.step_aside()
+            took.append(time.monotonic() - started)
+
+        thread = threading.Thread(target=step)
+        thread.start()
+        thread.join(5)
+        return took[0]
+
+    run_echo()
+    link = socket_mode.wait_link(1)
+    socket_mode.wait_ack(echo(socket_mode, link, ""))
+    assert background_pause() < LONGEST_PAUSE / 2, "nothing in flight: no pause"
+    slow = echo(socket_mode, link, "0.6")
+    time.sleep(0.1)  # the slow envelope is being handled
+    assert background_pause() >= LONGEST_PAUSE * 0.9, "an envelope in flight: background work steps aside"
+    socket_mode.wait_ack(slow)
+    assert background_pause() < LONGEST_PAUSE / 2
 
 
 def test_stop_acknowledges_envelopes_in_flight_then_closes(socket_mode: FakeSocketMode, run_echo: Any) -> None:

@@ -37,6 +37,8 @@ from slack_sdk.web import WebClient
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from bot.core.priority import FOREGROUND
+
 log = logging.getLogger(__name__)
 
 # A link that dies sooner than this counts as a failed attempt, so a flapping peer gets backoff, not a loop.
@@ -321,9 +323,10 @@ class SocketModeRunner:
 
     async def _handle(self, link: _Link, message: dict[str, Any]) -> None:
         try:
-            ack = await asyncio.get_running_loop().run_in_executor(self._workers, self._dispatch, message)
-            if ack is not None:
-                await self._send(link, json.dumps(ack))
+            with FOREGROUND.answering():  # the work pools step aside until this envelope is acked
+                ack = await asyncio.get_running_loop().run_in_executor(self._workers, self._dispatch, message)
+                if ack is not None:
+                    await self._send(link, json.dumps(ack))
         except Exception:
             log.exception("Socket Mode: envelope %s failed", message.get("envelope_id"))
         finally:
