@@ -539,7 +539,7 @@ def main() -> None:
     figures.append(Figure("peak RSS", after_memory[1] / 1024, "MiB", base_memory[1] / 1024))
     # The same workload at the start and after the bot's part: how fast the machine was, and whether
     # it changed during the run (the CPU figures above scale with it).
-    figures.append(Figure("reference workload CPU, after the bot's part", speed_after, "ms", speed_before))
+    figures.append(Figure("reference workload CPU, end (baseline: start)", speed_after, "ms", speed_before))
 
     print("\n3. Targets (issue #15); baseline = the bare Bolt app in the same run where one applies")
     print(f"   {'figure':<52}{'bot':>10}{'baseline':>10}{'ratio':>8}  {'target':<10}{'met':>4}")
