@@ -202,7 +202,7 @@ class Notifier:
             )
             self._send(request_id, Announcement(thread=thread, dm_user=outcome.dm_user, dm=dm))
             return
-        # The outcome is not DMed to the person the approval was (none is today): each DM goes alone.
+        # The approval's DM is for someone the outcome's is not (no flow does this today): each goes alone.
         self.tell(first.dm_user, first.dm)
         self._send(request_id, Announcement(thread=thread, dm_user=outcome.dm_user, dm=outcome.dm))
 
