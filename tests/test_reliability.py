@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from datetime import timedelta
 
 from bot.ops.scheduler import Sweeper
 from storage.db import Database
 from storage.migrate import upgrade
-from tests.conftest import ALICE, BOB, CAROL, BotFactory, World
+from tests.conftest import ALICE, BOB, CAROL, MALLORY, BotFactory, World
 from tests.fakes.cloudflare import FakeCloudflare, Fault
 from tests.fakes.slack import FakeSlack, SlackFault
 from tests.harness import BotUnderTest
@@ -259,3 +260,59 @@ def test_concurrent_migrations(database_url: str) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+def _block_the_cloudflare_pool(bot: BotUnderTest) -> threading.Event:
+    """Occupy every worker of the bot's Cloudflare pool until the returned event is set."""
+    gate = threading.Event()
+    pool = bot.services.cloudflare_executor
+    for _ in range(pool._max_workers):
+        pool.submit(gate.wait, 30)
+    return gate
+
+
+def _wait_for_status(bot: BotUnderTest, request_id: int, status: str) -> None:
+    deadline = time.monotonic() + 10
+    while stored(bot, request_id).status != status:
+        assert time.monotonic() < deadline, f"#{request_id} never became {status}"
+        time.sleep(0.01)
+
+
+def test_an_invite_waiting_its_turn_in_the_pool_is_left_to_it_by_the_invite_poll(
+    make_bot: BotFactory, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
+    """The approval takes the invite's lease in its own write, so the invite poll (this process's
+    or a replica's) leaves alone an invite queued behind others in the Cloudflare pool: it is sent
+    once, from the pool, and the approval and its outcome are told as one. Should it wait past the
+    lease, the poll takes it over and the queued turn, finding the lease gone, sends nothing."""
+    bot = make_bot(root_refresh_delay=10)
+    request_id = file_request(bot, fake_slack, ALICE)
+    gate = _block_the_cloudflare_pool(bot)
+    bot.click(roots_of(fake_slack, request_id)[0], "request_approve", user_id=BOB, wait=False)
+    _wait_for_status(bot, request_id, "approved")
+    assert bot.services.outbox.send_due() == 0, "the poll leaves a queued invite to its pool"
+    assert Sweeper(bot.services).run_once().invites_sent == 0
+    assert fake_cf.calls_to("POST", r"/members$") == []
+    gate.set()
+    bot.wait_idle()
+    assert len(fake_cf.calls_to("POST", r"/members$")) == 1
+    assert stored(bot, request_id).status == "invited"
+    for root in roots_of(fake_slack, request_id):
+        [reply] = fake_slack.thread(root)
+        assert f"Approved by <@{BOB}>" in reply.text and "Invite sent to alice@example.com" in reply.text
+    assert audit_names(bot, request_id).count("invite_sent") == 1
+
+    late = file_request(bot, fake_slack, MALLORY)
+    gate = _block_the_cloudflare_pool(bot)
+    bot.click(roots_of(fake_slack, late)[0], "request_approve", user_id=BOB, wait=False)
+    _wait_for_status(bot, late, "approved")
+    bot.clock.advance(bot.services.outbox.lease_hold + timedelta(seconds=1))
+    assert bot.services.outbox.send_due() == 1, "a lease run out is taken over"
+    assert stored(bot, late).status != "approved", "sent by the poll"
+    gate.set()
+    bot.wait_idle()
+    assert len(fake_cf.members_with_email(world.acme, "mallory@example.com")) == 1
+    assert len(fake_cf.calls_to("POST", r"/members$")) == 2, "the queued turn sent nothing"
+    assert audit_names(bot, late).count("invite_sent") == 1
+    for root in roots_of(fake_slack, late):
+        assert ["Invite sent to mallory@example.com" in m.text for m in fake_slack.thread(root)] == [True]

@@ -191,6 +191,8 @@ class Decisions:
         now = self._clock.now()
         term = self._term_values(now, from_seconds(granted_duration_s))
         actor_email = self._email_of(actor_id)
+        # An extension sends no invite: its approval moves the end of the grant it extends.
+        held, lease = (None, {}) if request.extends_request_id else self._outbox.approval_lease(now)
         won = self._change(
             request_id,
             RequestStatus.APPROVED,
@@ -211,12 +213,12 @@ class Decisions:
             decided_by_slack_id=actor_id,
             decided_by_email=actor_email,
             decided_at=now,
-            # An extension sends no invite: its approval moves the end of the grant it extends.
             invite_due_at=None if request.extends_request_id else now,
             approval_reminder_due_at=None,
             expires_at=None,
             granted_duration_s=granted_duration_s,
             **({} if request.extends_request_id else term),
+            **lease,
         )
         if not won:
             latest = self._load(request_id)
@@ -246,7 +248,7 @@ class Decisions:
                 dm_lead=dm_lead,
             ),
         )
-        self._outbox.send_soon(request_id)
+        self._outbox.send_soon(request_id, held=held)
         return Result(True, f"You approved {number(request_id)}.")
 
     def _term_values(self, now: datetime, duration: timedelta | None) -> dict[str, Any]:
@@ -444,6 +446,7 @@ class Decisions:
         if refused:
             return Result(False, refused)
         now = self._clock.now()
+        held, lease = self._outbox.approval_lease(now)
         won = self._change(
             request_id,
             RequestStatus.APPROVED,
@@ -454,10 +457,10 @@ class Decisions:
             invite_due_at=now,
             invite_error=None,
             closed_at=None,
-            invite_lease_until=None,
+            **lease,
         )
         if not won:
             return Result(False, f"The invite of {number(request_id)} is already being retried.")
         self._notifier.hold(request_id, Announcement(thread=f":repeat: {mention(actor_id)} is retrying the invite."))
-        self._outbox.send_soon(request_id)
+        self._outbox.send_soon(request_id, held=held)
         return Result(True, f"Retrying the invite of {number(request_id)}.")

@@ -209,19 +209,32 @@ class InviteOutbox:
         holder's invite is taken over within `lease_hold + heartbeat` (5/6 of INVITE_LEASE)."""
         return self._settings.invite_lease / 6
 
-    def send_soon(self, request_id: int) -> None:
+    def approval_lease(self, now: datetime) -> tuple[datetime, dict[str, Any]]:
+        """The lease an approval (or a retry) takes in its own write, for `send_soon` in this process,
+        counting the attempt as `lease_invite` does: one transaction less per approval, and the
+        invite poll (this process's or a replica's) never takes an invite that is only waiting its
+        turn in the pool. A crash before the pool gets to it lets the lease run out: the invite is
+        taken over within INVITE_LEASE, as any unfinished one."""
+        held = now + self.lease_hold
+        return held, {"invite_lease_until": held, "invite_attempts": AccessRequest.invite_attempts + 1}
+
+    def send_soon(self, request_id: int, *, held: datetime | None = None) -> None:
         """Hand a just-approved invite to the Cloudflare pool, so the click's worker answers at once.
+        `held`: the lease the approval took (`approval_lease`).
 
         The click's own messages are held by the notifier for the outcome (sent as one with it), or
         released as soon as the invite is rescheduled. Without a pool the invite is sent here and now.
         """
         if self._background is None:
-            self.send(request_id)
+            self.send(request_id, held=held)
             return
         try:
-            self._background(self.send, request_id, pooled=True)
+            self._background(self.send, request_id, pooled=True, held=held)
         except RuntimeError:  # shutting down: the approval is durable; the next start or a replica sends it
             log.info("not sending the invite of #%s now: shutting down", request_id)
+            if held is not None:  # give the lease back uncounted, so that they need not wait for it
+                with self._db.session() as session:
+                    release_invite(session, request_id, held=held, invite_attempts=AccessRequest.invite_attempts - 1)
             self._notifier.release(request_id)
 
     def send_due(self, *, limit: int = 50) -> int:
@@ -234,22 +247,32 @@ class InviteOutbox:
             self.send(request_id)
         return len(due)
 
-    def send(self, request_id: int, *, pooled: bool = False) -> InviteOutcome | None:
+    def send(self, request_id: int, *, pooled: bool = False, held: datetime | None = None) -> InviteOutcome | None:
         """One attempt at an approved invite that is due (two after an ambiguous failure). None when it
         is not finished: held by another worker, not due, or rescheduled after a 429 or a failure.
-        `pooled`: on the Cloudflare pool, which hands the outcome's Slack messages to the Slack pool."""
+        `pooled`: on the Cloudflare pool, which hands the outcome's Slack messages to the Slack pool.
+        `held`: the lease the approval already took (else one is taken here)."""
         now = self._clock.now()
-        held = now + self.lease_hold
         with self._db.session() as session:
-            leased = lease_invite(session, request_id, now=now, lease_until=held)
-            request = get_request(session, request_id) if leased else None
+            if held is None:
+                held = now + self.lease_hold
+                leased = lease_invite(session, request_id, now=now, lease_until=held)
+                request = get_request(session, request_id) if leased else None
+            else:  # the approval's lease: still this process's unless it ran out while queued
+                request = get_request(session, request_id)
+                if request is not None and (
+                    request.status != RequestStatus.APPROVED.value or request.invite_lease_until != held
+                ):
+                    request = None
         if request is None:
             self._notifier.release(request_id)  # another worker has it: its outcome follows what is held
             return None
         self._notifier.started(request_id)
         with _Lease(self._db, self._clock, request, held=held, hold=self.lease_hold, heartbeat=self.heartbeat) as lease:
             try:
-                result = self._deliver(request, lease)
+                # An approval's lease that waited long in the pool is topped up before any call.
+                kept = held - now >= self.heartbeat or lease.renew()
+                result = self._deliver(request, lease) if kept else None
             except Exception as error:  # never leave an approval without a terminal answer
                 log.exception("invite for #%s failed unexpectedly", request_id)
                 result = _failed(f"Unexpected error: {type(error).__name__}")
