@@ -296,7 +296,7 @@ def test_an_invite_waiting_its_turn_in_the_pool_is_left_to_it_by_the_invite_poll
     gate.set()
     bot.wait_idle()
     assert len(fake_cf.calls_to("POST", r"/members$")) == 1
-    assert stored(bot, request_id).status == "invited"
+    assert (stored(bot, request_id).status, stored(bot, request_id).invite_attempts) == ("invited", 1)
     for root in roots_of(fake_slack, request_id):
         [reply] = fake_slack.thread(root)
         assert f"Approved by <@{BOB}>" in reply.text and "Invite sent to alice@example.com" in reply.text
@@ -308,7 +308,8 @@ def test_an_invite_waiting_its_turn_in_the_pool_is_left_to_it_by_the_invite_poll
     _wait_for_status(bot, late, "approved")
     bot.clock.advance(bot.services.outbox.lease_hold + timedelta(seconds=1))
     assert bot.services.outbox.send_due() == 1, "a lease run out is taken over"
-    assert stored(bot, late).status != "approved", "sent by the poll"
+    taken_over = stored(bot, late)
+    assert taken_over.status != "approved" and taken_over.invite_attempts == 1, "sent by the poll, counted once"
     gate.set()
     bot.wait_idle()
     assert len(fake_cf.members_with_email(world.acme, "mallory@example.com")) == 1

@@ -210,13 +210,12 @@ class InviteOutbox:
         return self._settings.invite_lease / 6
 
     def approval_lease(self, now: datetime) -> tuple[datetime, dict[str, Any]]:
-        """The lease an approval (or a retry) takes in its own write, for `send_soon` in this process,
-        counting the attempt as `lease_invite` does: one transaction less per approval, and the
-        invite poll (this process's or a replica's) never takes an invite that is only waiting its
-        turn in the pool. A crash before the pool gets to it lets the lease run out: the invite is
-        taken over within INVITE_LEASE, as any unfinished one."""
+        """The lease an approval (or a retry) takes in its own write, for `send_soon` in this process:
+        the invite poll (this process's or a replica's) never takes an invite that is only waiting its
+        turn in the pool. The turn renews it and counts its attempt; a crash before the turn lets it
+        run out, and the invite is taken over within INVITE_LEASE, as any unfinished one."""
         held = now + self.lease_hold
-        return held, {"invite_lease_until": held, "invite_attempts": AccessRequest.invite_attempts + 1}
+        return held, {"invite_lease_until": held}
 
     def send_soon(self, request_id: int, *, held: datetime | None = None) -> None:
         """Hand a just-approved invite to the Cloudflare pool, so the click's worker answers at once.
@@ -232,10 +231,13 @@ class InviteOutbox:
             self._background(self.send, request_id, pooled=True, held=held)
         except RuntimeError:  # shutting down: the approval is durable; the next start or a replica sends it
             log.info("not sending the invite of #%s now: shutting down", request_id)
-            if held is not None:  # give the lease back uncounted, so that they need not wait for it
-                with self._db.session() as session:
-                    release_invite(session, request_id, held=held, invite_attempts=AccessRequest.invite_attempts - 1)
             self._notifier.release(request_id)
+            if held is not None:  # give the lease back, so that the next start or a replica need not wait
+                try:
+                    with self._db.session() as session:
+                        release_invite(session, request_id, held=held)
+                except Exception:  # it runs out within INVITE_LEASE anyway
+                    log.warning("could not give back the lease on the invite of #%s", request_id, exc_info=True)
 
     def send_due(self, *, limit: int = 50) -> int:
         """Send every approved invite that is due and unleased (start-up, the invite poll, each sweep)."""
@@ -258,21 +260,23 @@ class InviteOutbox:
                 held = now + self.lease_hold
                 leased = lease_invite(session, request_id, now=now, lease_until=held)
                 request = get_request(session, request_id) if leased else None
-            else:  # the approval's lease: still this process's unless it ran out while queued
-                request = get_request(session, request_id)
-                if request is not None and (
-                    request.status != RequestStatus.APPROVED.value or request.invite_lease_until != held
-                ):
-                    request = None
+            else:  # the approval's lease, renewed and counted as `lease_invite` would, unless it ran out
+                approved, held = held, now + self.lease_hold
+                leased = renew_invite_lease(
+                    session,
+                    request_id,
+                    held=approved,
+                    lease_until=held,
+                    invite_attempts=AccessRequest.invite_attempts + 1,
+                )
+                request = get_request(session, request_id) if leased else None
         if request is None:
             self._notifier.release(request_id)  # another worker has it: its outcome follows what is held
             return None
         self._notifier.started(request_id)
         with _Lease(self._db, self._clock, request, held=held, hold=self.lease_hold, heartbeat=self.heartbeat) as lease:
             try:
-                # An approval's lease that waited long in the pool is topped up before any call.
-                kept = held - now >= self.heartbeat or lease.renew()
-                result = self._deliver(request, lease) if kept else None
+                result = self._deliver(request, lease)
             except Exception as error:  # never leave an approval without a terminal answer
                 log.exception("invite for #%s failed unexpectedly", request_id)
                 result = _failed(f"Unexpected error: {type(error).__name__}")
