@@ -259,7 +259,6 @@ class InviteOutbox:
             if held is None:
                 held = now + self.lease_hold
                 leased = lease_invite(session, request_id, now=now, lease_until=held)
-                request = get_request(session, request_id) if leased else None
             else:  # the approval's lease, renewed and counted as `lease_invite` would, unless it ran out
                 approved, held = held, now + self.lease_hold
                 leased = renew_invite_lease(
@@ -269,7 +268,7 @@ class InviteOutbox:
                     lease_until=held,
                     invite_attempts=AccessRequest.invite_attempts + 1,
                 )
-                request = get_request(session, request_id) if leased else None
+            request = get_request(session, request_id) if leased else None
         if request is None:
             self._notifier.release(request_id)  # another worker has it: its outcome follows what is held
             return None

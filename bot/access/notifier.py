@@ -194,17 +194,13 @@ class Notifier:
             held.deadline.cancel()
         first = held.announcement
         thread = f"{first.lead or first.thread}\n{outcome.thread}"
-        if first.dm_user is None or first.dm_user == outcome.dm_user:
-            dm = (
-                outcome.dm
-                if first.dm_user is None
-                else f"{first.dm_lead or first.dm}\n{outcome.dm_follow or outcome.dm}"
-            )
-            self._send(request_id, Announcement(thread=thread, dm_user=outcome.dm_user, dm=dm))
-            return
-        # The approval's DM is for someone the outcome's is not (no flow does this today): each goes alone.
-        self.tell(first.dm_user, first.dm)
-        self._send(request_id, Announcement(thread=thread, dm_user=outcome.dm_user, dm=outcome.dm))
+        dm = outcome.dm
+        if first.dm_user is not None and first.dm_user == outcome.dm_user:
+            dm = f"{first.dm_lead or first.dm}\n{outcome.dm_follow or outcome.dm}"
+        elif first.dm_user is not None:
+            # The approval's DM is for someone the outcome's is not (no flow does this today): it goes alone.
+            self.tell(first.dm_user, first.dm)
+        self._send(request_id, Announcement(thread=thread, dm_user=outcome.dm_user, dm=dm))
 
     def _send_alone(self, request_id: int, held: _Held) -> None:
         try:
