@@ -6,12 +6,26 @@ clicks, two replicas or a click and a sweep race, exactly one update matches a r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, Table, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    ClauseElement,
+    ColumnElement,
+    CursorResult,
+    Table,
+    Update,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -91,8 +105,31 @@ def create_request(
     return request
 
 
+#: Built once: `session.get` builds its statement on every call (a fifth of a read's cost here).
+_REQUEST_BY_ID = (
+    select(AccessRequest).where(AccessRequest.id == bindparam("request_id")).execution_options(populate_existing=True)
+)
+
+
 def get_request(session: Session, request_id: int) -> AccessRequest | None:
-    return session.get(AccessRequest, request_id, populate_existing=True)
+    """The request as stored now (what the session already holds is refreshed)."""
+    return session.execute(_REQUEST_BY_ID, {"request_id": request_id}).scalar_one_or_none()
+
+
+class _OneMore:
+    """A value that adds one to the column's stored value in the same update (an attempt counted)."""
+
+    def __repr__(self) -> str:
+        return "ONE_MORE"
+
+
+#: `claim(..., invite_attempts=ONE_MORE)`: count one more in the update itself, never read-modify-write.
+ONE_MORE: Any = _OneMore()
+
+#: The UPDATE statements of the hot paths, built once per shape (which columns, which guard) and run
+#: with bound values: building one and computing its cache key cost more than running it on SQLite.
+#: The shapes are the call sites', a few dozen at most.
+_UPDATES: dict[Hashable, Update] = {}
 
 
 def transition(
@@ -108,17 +145,27 @@ def transition(
     """Move a request to `target` if it is in an allowed source state (and `conditions` hold); False
     when another actor won."""
     sources = sources_for(target) if only_from is None else frozenset(only_from) & sources_for(target)
-    return _update_one(
-        session,
-        request_id,
-        [AccessRequest.status.in_([s.value for s in sources]), *conditions],
-        {"status": target.value, "updated_at": now, **values},
-    )
+    values = {"status": target.value, "updated_at": now, **values}
+    conditions = list(conditions)
+    if conditions:
+        return _update_one(session, request_id, [_status_in(sources), *conditions], values)
+    guard = ("status in", frozenset(sources))
+    return _update_guarded(session, request_id, guard, lambda: [_status_in(sources)], {}, values)
+
+
+def _status_in(sources: Iterable[RequestStatus]) -> ColumnElement[bool]:
+    return AccessRequest.status.in_(sorted(s.value for s in sources))
 
 
 def claim(session: Session, request_id: int, *conditions: Any, **values: Any) -> bool:
     """Conditional update without a state change: claims a reminder, a lease or a flag exactly once."""
-    return _update_one(session, request_id, conditions, values)
+    if conditions:
+        return _update_one(session, request_id, conditions, values)
+    return _update_guarded(session, request_id, "any", list, {}, values)
+
+
+def _set(column: str, value: Any) -> Any:
+    return _REQUESTS.c[column] + 1 if value is ONE_MORE else value
 
 
 def _update_one(session: Session, request_id: int, conditions: Iterable[Any], values: dict[str, Any]) -> bool:
@@ -126,9 +173,57 @@ def _update_one(session: Session, request_id: int, conditions: Iterable[Any], va
     as a table statement: the ORM's bulk-update path added a third to its cost and did nothing here
     (nothing loaded is synchronised; readers load the request again)."""
     result = session.connection().execute(
-        update(_REQUESTS).where(_REQUESTS.c.id == request_id, *conditions).values(**values)
+        update(_REQUESTS)
+        .where(_REQUESTS.c.id == request_id, *conditions)
+        .values({column: _set(column, value) for column, value in values.items()})
     )
     return bool(result.rowcount == 1)
+
+
+def _update_guarded(
+    session: Session,
+    request_id: int,
+    guard: Hashable,
+    conditions: Callable[[], list[Any]],
+    guard_values: dict[str, Any],
+    values: dict[str, Any],
+) -> bool:
+    """`_update_one` through a statement kept per shape: `guard` names the `conditions`, which bind
+    `guard_values` by name (`bindparam("g_<name>")`); the columns set make the rest of the shape.
+    Values are bound at run time; a SQL expression other than ONE_MORE is written into a statement
+    built for this call only."""
+    inline = any(isinstance(value, ClauseElement) for value in values.values())
+    shape = (guard, tuple(sorted((column, value is ONE_MORE) for column, value in values.items())))
+    statement = None if inline else _UPDATES.get(shape)
+    if statement is None:
+        columns = _REQUESTS.c
+        statement = (
+            update(_REQUESTS)
+            .where(columns.id == bindparam("g_id"), *conditions())
+            .values(
+                {
+                    column: _set(column, value)
+                    if value is ONE_MORE or isinstance(value, ClauseElement)
+                    else bindparam(f"v_{column}", type_=columns[column].type)
+                    for column, value in values.items()
+                }
+            )
+        )
+        if not inline:
+            _UPDATES[shape] = statement
+    parameters = {"g_id": request_id}
+    parameters.update((f"g_{name}", value) for name, value in guard_values.items())
+    parameters.update(
+        (f"v_{column}", value)
+        for column, value in values.items()
+        if value is not ONE_MORE and not isinstance(value, ClauseElement)
+    )
+    return bool(session.connection().execute(statement, parameters).rowcount == 1)
+
+
+def _bound(column: str, name: str | None = None) -> BindParameter[Any]:
+    """A guard's value, bound at run time as `g_<name>` (default: the column's name)."""
+    return bindparam(f"g_{name or column}", type_=_REQUESTS.c[column].type)
 
 
 def requests_of(session: Session, requester_slack_id: str, *, limit: int = 20) -> Sequence[AccessRequest]:
@@ -203,15 +298,25 @@ def invites_due(session: Session, now: datetime, *, limit: int) -> list[int]:
 def lease_invite(session: Session, request_id: int, *, now: datetime, lease_until: datetime) -> bool:
     """Take an approved invite that is due and not leased by a live worker (one taker wins), and
     count the attempt the taker is about to make, in the same update."""
-    return claim(
-        session,
-        request_id,
-        AccessRequest.status == RequestStatus.APPROVED.value,
-        or_(AccessRequest.invite_due_at.is_(None), AccessRequest.invite_due_at <= now),
-        or_(AccessRequest.invite_lease_until.is_(None), AccessRequest.invite_lease_until < now),
-        invite_lease_until=lease_until,
-        invite_attempts=AccessRequest.invite_attempts + 1,
-    )
+
+    def due_and_free() -> list[Any]:
+        columns = _REQUESTS.c
+        now = _bound("invite_due_at", "now")
+        return [
+            columns.status == RequestStatus.APPROVED.value,
+            or_(columns.invite_due_at.is_(None), columns.invite_due_at <= now),
+            or_(columns.invite_lease_until.is_(None), columns.invite_lease_until < now),
+        ]
+
+    values = {"invite_lease_until": lease_until, "invite_attempts": ONE_MORE}
+    return _update_guarded(session, request_id, "invite due and free", due_and_free, {"now": now}, values)
+
+
+def _lease_held() -> list[Any]:
+    return [
+        _REQUESTS.c.status == RequestStatus.APPROVED.value,
+        _REQUESTS.c.invite_lease_until == _bound("invite_lease_until", "held"),
+    ]
 
 
 def renew_invite_lease(
@@ -219,26 +324,14 @@ def renew_invite_lease(
 ) -> bool:
     """Extend a lease only while it is still the one its holder wrote (`held`): a holder whose lease
     lapsed and was taken over never takes it back. False: the lease is lost."""
-    return claim(
-        session,
-        request_id,
-        AccessRequest.status == RequestStatus.APPROVED.value,
-        AccessRequest.invite_lease_until == held,
-        invite_lease_until=lease_until,
-        **values,
-    )
+    values = {"invite_lease_until": lease_until, **values}
+    return _update_guarded(session, request_id, "invite lease held", _lease_held, {"held": held}, values)
 
 
 def release_invite(session: Session, request_id: int, *, held: datetime, **values: Any) -> bool:
     """Give a still-held lease back, with `values` (the next due time) written in the same update."""
-    return claim(
-        session,
-        request_id,
-        AccessRequest.status == RequestStatus.APPROVED.value,
-        AccessRequest.invite_lease_until == held,
-        invite_lease_until=None,
-        **values,
-    )
+    values = {"invite_lease_until": None, **values}
+    return _update_guarded(session, request_id, "invite lease held", _lease_held, {"held": held}, values)
 
 
 def add_message(

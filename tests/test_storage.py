@@ -9,7 +9,18 @@ import pytest
 
 from storage.db import Database
 from storage.migrate import upgrade
-from storage.repository import DuplicateOpenRequest, NewRequest, create_request, get_request, transition
+from storage.repository import (
+    ONE_MORE,
+    DuplicateOpenRequest,
+    NewRequest,
+    claim,
+    create_request,
+    get_request,
+    lease_invite,
+    release_invite,
+    renew_invite_lease,
+    transition,
+)
 from storage.states import ALLOWED_TRANSITIONS, IllegalTransition, RequestStatus, check_transition, sources_for
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -81,6 +92,52 @@ def test_conditional_update_has_one_winner(db: Database) -> None:
         assert loaded is not None and loaded.decided_by_slack_id == winners[0]
         # A later deny loses: denied is only reachable from pending.
         assert not transition(session, request_id, RequestStatus.DENIED, now=NOW)
+
+
+def test_kept_update_statements_bind_each_calls_own_values_and_guards(db: Database) -> None:
+    """The hot paths' UPDATEs are built once per shape and reused: every call must still be
+    guarded by its own sources, lease and time, and write its own values."""
+    with db.session() as session:
+        first = create_request(session, new_request("U1"), now=NOW, reminder_due_at=NOW, expires_at=NOW).id
+        second = create_request(session, new_request("U2"), now=NOW, reminder_due_at=NOW, expires_at=NOW).id
+    held = NOW + timedelta(minutes=1)
+    with db.session() as session:
+        for request_id, who in ((first, "U8"), (second, "U9")):
+            assert transition(
+                session,
+                request_id,
+                RequestStatus.APPROVED,
+                now=NOW,
+                only_from={RequestStatus.PENDING},
+                decided_by_slack_id=who,
+                invite_lease_until=held,
+                invite_attempts=0,
+            )
+        # Same columns, other sources: a kept statement for {pending} must not serve {approved}.
+        assert not transition(session, first, RequestStatus.APPROVED, now=NOW, only_from={RequestStatus.PENDING})
+        assert not transition(session, first, RequestStatus.DENIED, now=NOW)
+        # The lease: only its holder's value renews it, and each renewal counts one more attempt.
+        later = held + timedelta(minutes=1)
+        assert renew_invite_lease(session, first, held=held, lease_until=later, invite_attempts=ONE_MORE)
+        assert not renew_invite_lease(session, first, held=held, lease_until=later, invite_attempts=ONE_MORE)
+        assert renew_invite_lease(session, first, held=later, lease_until=later, invite_attempts=ONE_MORE)
+        assert not release_invite(session, second, held=later, invite_due_at=NOW)
+        assert release_invite(session, second, held=held, invite_due_at=NOW + timedelta(hours=1))
+        # Due in an hour: not taken now, taken then; a live lease is never taken.
+        assert not lease_invite(session, second, now=NOW, lease_until=held)
+        in_an_hour = NOW + timedelta(hours=1)
+        assert lease_invite(session, second, now=in_an_hour, lease_until=in_an_hour + timedelta(minutes=1))
+        assert not lease_invite(session, second, now=in_an_hour, lease_until=in_an_hour + timedelta(minutes=2))
+        assert claim(session, second, resend_offered_at=NOW)
+        assert claim(session, first, resend_offered_at=NOW + timedelta(days=1))
+    with db.session() as session:
+        one, two = get_request(session, first), get_request(session, second)
+    assert one is not None and two is not None
+    assert (one.decided_by_slack_id, one.invite_attempts, one.invite_lease_until) == ("U8", 2, later)
+    assert (two.decided_by_slack_id, two.invite_attempts) == ("U9", 1)
+    assert two.invite_lease_until == NOW + timedelta(hours=1, minutes=1)
+    assert (one.resend_offered_at, two.resend_offered_at) == (NOW + timedelta(days=1), NOW)
+    assert two.invite_due_at == NOW + timedelta(hours=1)
 
 
 def test_one_open_request_per_account_is_enforced_by_the_database(db: Database) -> None:

@@ -42,6 +42,7 @@ from bot.slack.formatting import escape, mention, number, role_list, scope_label
 from storage.db import Database
 from storage.models import AccessRequest
 from storage.repository import (
+    ONE_MORE,
     audit_for,
     claim,
     get_request,
@@ -266,7 +267,7 @@ class InviteOutbox:
                     request_id,
                     held=approved,
                     lease_until=held,
-                    invite_attempts=AccessRequest.invite_attempts + 1,
+                    invite_attempts=ONE_MORE,
                 )
             request = get_request(session, request_id) if leased else None
         if request is None:
