@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import func, select
 
+import bot.access.filing as filing_module
 from storage.models import AccessRequest
+from storage.repository import iter_audit
 from tests.conftest import ALICE, BOB, CAROL, FALLBACK, MALLORY, NOEMAIL, OUTSIDER, PG_IDS, ROLE_IDS, BotFactory, World
 from tests.fakes.cloudflare import FakeCloudflare
 from tests.fakes.slack import FakeSlack
@@ -167,6 +171,31 @@ def test_second_open_request_points_to_the_first(bot: BotUnderTest, fake_slack: 
     assert f"You already have an open request for Acme Production: #{request_id}" in said
     assert f"/cf-access cancel {request_id}" in said
     assert request_count(bot) == 1
+
+
+def test_an_open_request_filed_between_the_check_and_the_insert_is_pointed_to(
+    bot: BotUnderTest, fake_slack: FakeSlack, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two commands at once pass the early check; the database's unique index refuses the second,
+    which is told the first's number (read after its own unit of work was rolled back)."""
+    request_id = file_request(bot, fake_slack, ALICE)
+    real = filing_module.open_request_for
+    checks: list[tuple[Any, ...]] = []
+
+    def first_check_sees_nothing(*args: Any) -> AccessRequest | None:
+        checks.append(args)
+        return None if len(checks) == 1 else real(*args)
+
+    monkeypatch.setattr(filing_module, "open_request_for", first_check_sees_nothing)
+    roots_before = len(fake_slack.roots())
+    said = answer(bot, fake_slack, 'request "Acme Production" Billing another reason', ALICE)
+    assert f"You already have an open request for Acme Production: #{request_id}" in said
+    assert request_count(bot) == 1
+    assert len(fake_slack.roots()) == roots_before, "nothing was posted to the approvers"
+    with bot.db.session() as session:
+        events = [event.event for event in iter_audit(session)]
+    assert events.count("requested") == 1
+    assert len(checks) == 2, "the open request is read again after the insert was refused"
 
 
 def test_already_a_member_with_every_role(bot: BotUnderTest, fake_slack: FakeSlack, world: World) -> None:

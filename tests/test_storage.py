@@ -17,6 +17,7 @@ from storage.repository import (
     create_request,
     get_request,
     lease_invite,
+    open_request_for,
     release_invite,
     renew_invite_lease,
     transition,
@@ -143,9 +144,11 @@ def test_kept_update_statements_bind_each_calls_own_values_and_guards(db: Databa
 def test_one_open_request_per_account_is_enforced_by_the_database(db: Database) -> None:
     with db.session() as session:
         first = create_request(session, new_request(), now=NOW, reminder_due_at=NOW, expires_at=NOW)
-    with db.session() as session, pytest.raises(DuplicateOpenRequest) as duplicate:
+    with pytest.raises(DuplicateOpenRequest), db.session() as session:
         create_request(session, new_request(), now=NOW, reminder_due_at=NOW, expires_at=NOW)
-    assert duplicate.value.existing is not None and duplicate.value.existing.id == first.id
+    with db.session() as session:
+        existing = open_request_for(session, "U1", "acc")
+    assert existing is not None and existing.id == first.id
     with db.session() as session:
         create_request(session, new_request(account="other"), now=NOW, reminder_due_at=NOW, expires_at=NOW)
         assert transition(session, first.id, RequestStatus.DENIED, now=NOW + timedelta(minutes=1))

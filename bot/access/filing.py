@@ -415,8 +415,8 @@ class Filing:
             zone_ids=zone_ids or None,
             zone_names=[zone.name for zone in zones] or None,
         )
-        with self._db.session() as session:
-            try:
+        try:
+            with self._db.session() as session:
                 request = create_request(
                     session,
                     new,
@@ -424,22 +424,24 @@ class Filing:
                     reminder_due_at=now + self._settings.approval_reminder_after,
                     expires_at=now + self._settings.request_expires_after,
                 )
-            except DuplicateOpenRequest as duplicate:
-                raise Refusal(self._duplicate_message(duplicate.existing), field="account") from None
-            self._audit.record(
-                session,
-                AuditEventType.REQUESTED,
-                request_id=request.id,
-                actor_slack_id=profile.user_id,
-                actor_email=email,
-                account_id=account.id,
-                account_name=account.name,
-                roles_requested=new.requested_role_names,
-                role_ids_requested=new.requested_role_ids,
-                access_model=model.value,
-                zones=new.zone_names,
-                reason=reason,
-            )
+                self._audit.record(
+                    session,
+                    AuditEventType.REQUESTED,
+                    request_id=request.id,
+                    actor_slack_id=profile.user_id,
+                    actor_email=email,
+                    account_id=account.id,
+                    account_name=account.name,
+                    roles_requested=new.requested_role_names,
+                    role_ids_requested=new.requested_role_ids,
+                    access_model=model.value,
+                    zones=new.zone_names,
+                    reason=reason,
+                )
+        except DuplicateOpenRequest:
+            with self._db.session() as session:
+                existing = open_request_for(session, profile.user_id, account.id)
+            raise Refusal(self._duplicate_message(existing), field="account") from None
         approver_ids = [approver.slack_id for approver in approvers]
         delivered_to = self._route(request, approver_ids)
         return Filed(request, approver_ids, delivered_to)
