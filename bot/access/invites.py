@@ -38,6 +38,7 @@ from bot.cloudflare.models import Member, PolicySpec, Role
 from bot.cloudflare.pacing import LONGEST_PAUSE, CloudflarePaused
 from bot.core.clock import Clock
 from bot.core.config import Settings
+from bot.core.timers import Deadline, Deadlines
 from bot.slack.formatting import escape, mention, number, role_list, scope_label, scope_text, shown_roles
 from storage.db import Database
 from storage.models import AccessRequest
@@ -90,12 +91,14 @@ class _Later:
 
 
 class _Lease:
-    """One worker's lease on one invite, kept alive by a heartbeat thread for as long as it works.
+    """One worker's lease on one invite, renewed every `heartbeat` for as long as it works.
 
     A POST or a paged member listing may take longer than any fixed lease, so the holder renews it
     every `heartbeat` rather than guessing how long the work takes: the lease cannot lapse while
     its holder is alive, and a crashed holder's lease runs out within `hold`. Each write is fenced
-    on the value the holder last wrote, so a holder that lost its lease never takes it back.
+    on the value the holder last wrote, so a holder that lost its lease never takes it back. The
+    renewals run on `beats`, one thread for every lease of the process (a thread of its own per
+    invite was started and joined on every click).
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class _Lease:
         held: datetime,
         hold: timedelta,
         heartbeat: timedelta,
+        beats: Deadlines,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -114,33 +118,42 @@ class _Lease:
         self._held = held
         self._hold = hold
         self._heartbeat = heartbeat.total_seconds()
+        self._beats = beats
         #: invite_attempts as this holder last wrote it.
         self.attempts = request.invite_attempts
         self.lost = False
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"invite-lease-{request.id}", daemon=True)
+        self._done = False
+        self._next: Deadline | None = None
 
     def __enter__(self) -> _Lease:
-        self._thread.start()
+        self._next = self._beats.after(self._heartbeat, self._beat)
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        """No renewal runs after this returns (one under way is waited for)."""
+        with self._lock:
+            self._done = True
+            if self._next is not None:
+                self._next.cancel()
 
     def _beat(self) -> None:
-        while not self._stop.wait(self._heartbeat):
-            try:
-                if not self.renew():
-                    return
-            except Exception:  # the database hiccupped: the lease still has `hold` to run; try again
-                log.warning("could not renew the lease on the invite of #%s", self._request_id, exc_info=True)
+        try:
+            if not self._renew(beat=True):
+                return
+        except Exception:  # the database hiccupped: the lease still has `hold` to run; try again
+            log.warning("could not renew the lease on the invite of #%s", self._request_id, exc_info=True)
+        with self._lock:
+            if not self._done:
+                self._next = self._beats.after(self._heartbeat, self._beat)
 
     def renew(self, *, attempts: int | None = None) -> bool:
         """Extend the lease (and record `attempts`); False once another worker holds the invite."""
+        return self._renew(attempts=attempts)
+
+    def _renew(self, *, attempts: int | None = None, beat: bool = False) -> bool:
         with self._lock:
-            if self.lost:
+            if self.lost or (beat and self._done):
                 return False
             until = self._clock.now() + self._hold
             values = {} if attempts is None else {"invite_attempts": attempts}
@@ -198,6 +211,8 @@ class InviteOutbox:
         self._audit = audit
         self._clock = clock
         self._background = background
+        #: Renews every lease this process holds, on one thread.
+        self._heartbeats = Deadlines("invite-lease-heartbeats")
 
     @property
     def lease_hold(self) -> timedelta:
@@ -274,7 +289,16 @@ class InviteOutbox:
             self._notifier.release(request_id)  # another worker has it: its outcome follows what is held
             return None
         self._notifier.started(request_id)
-        with _Lease(self._db, self._clock, request, held=held, hold=self.lease_hold, heartbeat=self.heartbeat) as lease:
+        lease = _Lease(
+            self._db,
+            self._clock,
+            request,
+            held=held,
+            hold=self.lease_hold,
+            heartbeat=self.heartbeat,
+            beats=self._heartbeats,
+        )
+        with lease:
             try:
                 result = self._deliver(request, lease)
             except Exception as error:  # never leave an approval without a terminal answer

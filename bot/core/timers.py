@@ -46,11 +46,14 @@ class Deadlines:
     def after(self, seconds: float, callback: Callable[[], object]) -> Deadline:
         deadline = Deadline(time.monotonic() + seconds, callback)
         with self._changed:
+            # Only a new first deadline changes how long the thread sleeps: a later one need not wake it.
+            first = not self._heap or deadline.due < self._heap[0][0]
             heapq.heappush(self._heap, (deadline.due, next(self._order), deadline))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
-            self._changed.notify()
+            elif first:
+                self._changed.notify()
         return deadline
 
     def _run(self) -> None:
