@@ -6,6 +6,9 @@ One account, "Review Co", holds every case a review must show: members added thr
 deactivated in Slack), members added outside it (a Slack guest, someone not in Slack, someone
 deactivated whom the bot never saw, a pending invite of unknown age, an e-mail that would be a
 spreadsheet formula), and members with and without 2FA.
+
+Slack is asked by walking `users.list` while its pages pay, else by one look-up per e-mail: the
+tests below take each way, and a walk that fails half-way.
 """
 
 from __future__ import annotations
@@ -128,7 +131,8 @@ EXPECTED = {
     "ghost@example.com": ("accepted", ["DNS on account"], ["outside"], "not found", False),
     "guest@example.com": ("accepted", ["Administrator on account"], ["outside"], "guest", True),
     "mallory@example.com": ("pending", ["DNS on account"], ["#2"], "active", None),
-    "olduser@example.com": ("accepted", ["DNS on account"], ["outside"], "not found", True),
+    # The walk of Slack's user list shows deactivated people, whom the bot never saw too.
+    "olduser@example.com": ("accepted", ["DNS on account"], ["outside"], "deactivated", True),
     "ops@example.com": ("accepted", ["DNS on account"], ["outside"], "active", True),
     "owner@example.com": ("accepted", ["Super Administrator - All Privileges on account"], ["outside"], "active", True),
     "pending@example.com": ("pending", ["DNS on account"], ["outside"], "not found", None),
@@ -144,6 +148,7 @@ def test_report_rows_in_json_csv_and_table_with_findings(
     gets_before = len(fake_cf.calls_to("GET", r"/members/"))
     lookups_before = len(fake_slack.calls_to("users.lookupByEmail"))
     infos_before = len(fake_slack.calls_to("users.info"))
+    pages_before = len(fake_slack.calls_to("users.list"))
 
     code, out, err = report(bot, "json")
 
@@ -158,12 +163,13 @@ def test_report_rows_in_json_csv_and_table_with_findings(
     assert got == EXPECTED
     assert [row["email"] for row in rows] == sorted(EXPECTED), "sorted by e-mail"
     assert all(row["access_ends_at"] is None for row in rows), "no time-bound grant here"
-    # What it cost: one walk of the member list, no per-member GET; one Slack look-up per e-mail,
-    # and one users.info for the only e-mail not found that the bot knows a Slack id for (Frank's).
+    # What it cost: one walk of the member list, no per-member GET; the workspace's one page of
+    # users answered every e-mail (ten wanted: a page pays from three), so no look-up at all.
     assert len(fake_cf.calls_to("GET", r"/members$")) - lists_before == 1
     assert len(fake_cf.calls_to("GET", r"/members/")) == gets_before
-    assert len(fake_slack.calls_to("users.lookupByEmail")) - lookups_before == len(EXPECTED)
-    assert [c["user"] for c in fake_slack.calls_to("users.info")[infos_before:]] == [FRANK]
+    assert [c["limit"] for c in fake_slack.calls_to("users.list")[pages_before:]] == ["200"]
+    assert len(fake_slack.calls_to("users.lookupByEmail")) == lookups_before
+    assert len(fake_slack.calls_to("users.info")) == infos_before
 
     code, out, _ = report(bot, "csv")
     table = list(csv.reader(io.StringIO(out)))
@@ -195,16 +201,11 @@ def test_report_rows_in_json_csv_and_table_with_findings(
             "owner@example.com",
             "pending@example.com",
         ],
-        "deactivated in Slack: 1": ["frank@example.com"],
+        "deactivated in Slack: 2": ["frank@example.com", "olduser@example.com"],
         "pending for over 7d: 1": ["mallory@example.com (pending 8d, #2)"],
         "pending, invited outside the bot (age unknown): 1": ["pending@example.com"],
         "without 2FA: 2": ["alice@example.com", "ghost@example.com"],
-        "not found in Slack: 4": [
-            "=cmd@example.com",
-            "ghost@example.com",
-            "olduser@example.com",
-            "pending@example.com",
-        ],
+        "not found in Slack: 3": ["=cmd@example.com", "ghost@example.com", "pending@example.com"],
     }
     for heading, entries in expected_findings.items():
         assert finding_entries(findings, heading) == entries, heading
@@ -268,21 +269,89 @@ def test_report_command_line(
 def test_a_large_account_costs_one_member_page_per_50_and_shows_progress(
     make_bot: BotFactory, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
 ) -> None:
+    """1000 members, half of them in Slack (a tenth of those deactivated): the walk of Slack's
+    users pays on every page, short pages included, and answers all 1000 without a look-up."""
     big = fake_cf.add_account("Big Co")
     members = 1000
     for n in range(members):
         fake_cf.add_member(big, f"user{n:05d}@example.com", [ROLE_IDS["dns"]])
+        if n % 2 == 0:
+            fake_slack.add_user(f"U0BIG{n:05d}", f"user{n:05d}@example.com", f"user{n}", deleted=n % 20 == 0)
+    fake_slack.users_page_cap = 150  # fewer than the 200 asked, before the end: the walk goes on
+    workspace = len(fake_slack.users)
     bot = make_bot(cloudflare_account_ids=big)
     calls_before = len(fake_cf.calls)
     code, out, err = report(bot, "json")
     assert code == 0
-    assert len(out.splitlines()) == members
+    statuses = {row["email"]: row["slack_status"] for row in map(json.loads, out.splitlines())}
+    assert len(statuses) == members
+    assert statuses["user00002@example.com"] == "active" and statuses["user00001@example.com"] == "not found"
+    assert statuses["user00020@example.com"] == "deactivated"
+    assert list(statuses.values()).count("deactivated") == members // 20
     member_pages = fake_cf.calls_to("GET", rf"/accounts/{big}/members$")
     assert len(member_pages) == members // 50
     # Besides the pages: at most the account and its roles (the directory may have them cached).
     assert len(fake_cf.calls) - calls_before <= members // 50 + 2
-    assert "Big Co: 1000 members read; looking up 1000 e-mails in Slack" in err
-    assert "Big Co: 1000/1000 looked up in Slack" in err
+    pages = -(-workspace // 150)
+    assert len(fake_slack.calls_to("users.list")) == pages
+    assert fake_slack.calls_to("users.lookupByEmail") == [] and fake_slack.calls_to("users.info") == []
+    assert (
+        f"Big Co: 1000 members read; 1000 of 1000 e-mails answered by Slack's user list ({pages} pages), "
+        "0 to look up" in err
+    )
+
+
+def test_a_few_members_in_a_large_workspace_are_looked_up_after_one_page(
+    make_bot: BotFactory, fake_slack: FakeSlack, fake_cf: FakeCloudflare, review: str
+) -> None:
+    """Review Co's ten e-mails in a workspace of 1000 people: the first page finds none of them, so
+    the walk stops there and each is looked up; a deactivated person is told from unknown only when
+    the bot knows their Slack id (Frank asked once; the old user never did)."""
+    others = {f"U0MANY{n:04d}": n for n in range(1000)}
+    for user_id, n in others.items():
+        fake_slack.add_user(user_id, f"someone{n}@elsewhere.example", f"someone{n}")
+    # Slack lists in no particular order: here everyone else comes first.
+    fake_slack.users = {**{u: fake_slack.users[u] for u in others}, **fake_slack.users}
+    bot = make_bot(cloudflare_account_ids=review)
+    grant_through_the_bot(bot, fake_slack, fake_cf, review)
+    pages_before = len(fake_slack.calls_to("users.list"))
+    lookups_before = len(fake_slack.calls_to("users.lookupByEmail"))
+    infos_before = len(fake_slack.calls_to("users.info"))
+    code, out, _ = report(bot, "json")
+    assert code == 0
+    statuses = {row["email"]: row["slack_status"] for row in map(json.loads, out.splitlines())}
+    assert statuses == {email: expected[3] for email, expected in EXPECTED.items()} | {
+        "olduser@example.com": "not found"
+    }
+    assert len(fake_slack.calls_to("users.list")) - pages_before == 1
+    assert len(fake_slack.calls_to("users.lookupByEmail")) - lookups_before == len(EXPECTED)
+    assert [c["user"] for c in fake_slack.calls_to("users.info")[infos_before:]] == [FRANK]
+
+
+def test_a_walk_refused_half_way_leaves_the_rest_to_look_ups(
+    make_bot: BotFactory, fake_slack: FakeSlack, fake_cf: FakeCloudflare, review: str
+) -> None:
+    """Slack refuses the second page (an expired cursor): the review still answers every e-mail,
+    what the first page listed from it and the rest by look-ups; nothing is reported unknown."""
+    from tests.fakes.slack import SlackFault
+
+    first = [OWNER, OPS, GUEST, OLD]  # the first page (of four) finds four of the ten: the walk goes on
+    fake_slack.users = {**{u: fake_slack.users[u] for u in first}, **fake_slack.users}
+    fake_slack.users_page_cap = 4
+    fake_slack.inject(SlackFault("users.list", status=200, error="invalid_cursor", skip=1))
+    bot = make_bot(cloudflare_account_ids=review)
+    code, out, err = report(bot, "json")
+    assert code == 0, err
+    statuses = {row["email"]: row["slack_status"] for row in map(json.loads, out.splitlines())}
+    assert statuses["owner@example.com"] == "active" and statuses["guest@example.com"] == "guest"
+    assert statuses["ghost@example.com"] == "not found" and "unknown" not in statuses.values()
+    assert statuses["olduser@example.com"] == "deactivated", "listed on the first page"
+    pages = fake_slack.calls_to("users.list")
+    assert len(pages) == 2 and "cursor" not in pages[0] and pages[1]["cursor"]
+    listed_first = [user.email for user in list(fake_slack.users.values())[:4] if user.email]
+    looked_up = [c["email"] for c in fake_slack.calls_to("users.lookupByEmail")]
+    assert looked_up and not set(looked_up) & set(listed_first)
+    assert sorted(looked_up) == sorted(set(statuses) - set(listed_first))
 
 
 # --- the digest -----------------------------------------------------------------------------------
@@ -332,7 +401,7 @@ def test_digest_is_posted_once_by_two_replicas_then_every_interval(
     account = next(b["text"]["text"] for b in digest.blocks if "Review Co" in json.dumps(b))
     assert account.splitlines()[0] == "*Review Co* · 10 members · 1 Super Administrator"
     assert "• *7 added outside the bot*: =cmd@example.com, ghost@example.com, guest@example.com and 4 more" in account
-    assert "• *1 deactivated in Slack*: frank@example.com" in account
+    assert "• *2 deactivated in Slack*: frank@example.com, olduser@example.com" in account
     assert "• *1 pending for over 7d*: mallory@example.com (pending 15d, #2)" in account
     assert "• *2 without 2FA*: alice@example.com, ghost@example.com" in account
     assert "`cf-access-bot report`" in json.dumps(digest.blocks[-1])
@@ -360,10 +429,12 @@ def test_a_refused_digest_is_posted_at_the_next_sweep(
 
 def test_no_digest_without_report_channel(make_bot: BotFactory, fake_slack: FakeSlack, review: str) -> None:
     bot = make_bot(cloudflare_account_ids=review)
-    lookups = len(fake_slack.calls_to("users.lookupByEmail"))
+    asked = len(fake_slack.calls_to("users.lookupByEmail")) + len(fake_slack.calls_to("users.list"))
     sweep(bot)
     assert not any("access review" in m.text for m in fake_slack.messages)
-    assert len(fake_slack.calls_to("users.lookupByEmail")) == lookups, "no review ran"
+    assert len(fake_slack.calls_to("users.lookupByEmail")) + len(fake_slack.calls_to("users.list")) == asked, (
+        "no review ran"
+    )
 
 
 # --- App Home --------------------------------------------------------------------------------------
@@ -383,7 +454,7 @@ def test_approvers_see_the_findings_counts_on_home(
     assert "Access review of the accounts you approve for" in home
     assert "*Review Co* · 10 members · 1 Super Administrator" in home
     assert "• *7 added outside the bot*" in home and "• *2 without 2FA*" in home
-    assert "• *1 deactivated in Slack*" in home and "• *1 pending for over 7d*" in home
+    assert "• *2 deactivated in Slack*" in home and "• *1 pending for over 7d*" in home
     assert "ghost@example.com" not in home, "counts only on Home; names are in the report"
     assert "Access review" not in json.dumps(open_home(bot, fake_slack, ALICE)), "not an approver"
 
@@ -506,8 +577,10 @@ def test_a_slack_rate_limit_during_the_review_is_waited_out(
     from tests.fakes.slack import SlackFault
 
     bot = make_bot(cloudflare_account_ids=review)
-    fake_slack.inject(SlackFault("users.lookupByEmail", retry_after=1))
+    fake_slack.inject(SlackFault("users.list", retry_after=1))
     code, out, _ = report(bot, "json")
     statuses = {record["email"]: record["slack_status"] for record in map(json.loads, out.splitlines())}
     assert code == 0 and statuses["owner@example.com"] == "active" and statuses["guest@example.com"] == "guest"
     assert "unknown" not in statuses.values(), "the 429 was retried after Retry-After, not reported as unknown"
+    assert len(fake_slack.calls_to("users.list")) == 2, "the page was asked again, not given up for look-ups"
+    assert fake_slack.calls_to("users.lookupByEmail") == []

@@ -279,13 +279,21 @@ class AccessReport:
         access = services.directory.access(account.id)
         large = len(members) >= PROGRESS_FROM
         emails = sorted({member.contact_email for member in members if member.contact_email})
+        pages = self.people.pages
+        answered = self.people.prefetch(emails)
         if large:
-            self._progress(f"{account.label}: {len(members)} members read; looking up {len(emails)} e-mails in Slack")
+            self._progress(
+                f"{account.label}: {len(members)} members read; {answered} of {len(emails)} e-mails answered by "
+                f"Slack's user list ({self.people.pages - pages} pages), {len(emails) - answered} to look up"
+            )
         people: dict[str, SlackPerson] = {}
-        for done, email in enumerate(emails, start=1):
+        lookups, shown = self.people.lookups, 0
+        for email in emails:
             people[email] = self.people.find(email)
-            if large and done % PROGRESS_EVERY == 0:
-                self._progress(f"{account.label}: {done}/{len(emails)} looked up in Slack")
+            done = self.people.lookups - lookups
+            if large and done != shown and done % PROGRESS_EVERY == 0:
+                shown = done
+                self._progress(f"{account.label}: {done}/{len(emails) - answered} looked up in Slack")
         return review_account(
             account,
             members,

@@ -153,6 +153,17 @@ class SlackGateway:
         user = response["user"]
         return None if user.get("deleted") or user.get("is_bot") else str(user["id"])
 
+    def users_page(self, cursor: str | None, *, limit: int) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the workspace's users (users.list: deactivated ones too) and the cursor of the
+        next, None after the last. A page may hold fewer than `limit` before the end."""
+        with _slack_errors():
+            response = (
+                self.client.users_list(limit=limit, cursor=cursor) if cursor else self.client.users_list(limit=limit)
+            )
+        members = response.get("members") or []
+        following = str((response.get("response_metadata") or {}).get("next_cursor") or "")
+        return [dict(member) for member in members], following or None
+
     def profile(self, user_id: str) -> SlackProfile:
         with _slack_errors():
             user = self.client.users_info(user=user_id)["user"]

@@ -1,15 +1,24 @@
 """How people known only by e-mail stand in Slack, for the access review.
 
-Slack's `users.lookupByEmail` answers `users_not_found` for a deactivated user exactly as for an
-e-mail nobody in the workspace has (Slack documents this). So an e-mail not found whose Slack id the
-bot knows (the person asked for access once) is read with `users.info`, which does say `deleted`;
-any other e-mail not found stays `not found`. Each distinct e-mail costs one lookup per review,
-whatever the number of accounts it appears in; a 429 is retried by the client's handler.
+Two ways to ask, and each review takes the cheaper as it goes:
+- `users.list` pages through the whole workspace (Tier 2, about 20 pages a minute, 200 users a
+  page), deactivated people included, so a walk also tells deactivated from unknown;
+- `users.lookupByEmail` asks for one e-mail (Tier 3, about 50 a minute). It answers
+  `users_not_found` for a deactivated user exactly as for an e-mail nobody in the workspace has
+  (Slack documents this), so an e-mail not found whose Slack id the bot knows (the person asked for
+  access once) is read with `users.info`, which does say `deleted`.
+
+A page costs what PAGE_WORTH look-ups cost, so the walk goes on while its pages find at least that
+many of the e-mails still wanted, on average, and the rest are looked up one by one: a large account
+in any workspace is walked, a few e-mails in a large workspace are looked up. Each distinct e-mail is
+asked once per review, whatever the number of accounts it appears in; a 429 is retried by the
+client's handler, and a walk that fails leaves the rest to look-ups.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +34,10 @@ GUEST = "guest"
 NOT_FOUND = "not found"
 UNKNOWN = "unknown"  # Slack could not be asked (an error other than "not found")
 _NOT_FOUND_ERRORS = ("users_not_found", "user_not_found")
+#: One users.list page (Tier 2) costs what this many users.lookupByEmail (Tier 3) cost: 50 / 20 a minute.
+PAGE_WORTH = 2.5
+#: Users asked for a page: what Slack recommends ("no more than 200 results at a time").
+PAGE_SIZE = 200
 
 
 @dataclass(frozen=True)
@@ -48,7 +61,14 @@ class SlackPeople:
         self._gateway = gateway
         self._known: dict[str, str] = {}
         self._found: dict[str, SlackPerson] = {}
+        #: Everyone the walk has listed so far, by e-mail.
+        self._listed: dict[str, SlackPerson] = {}
+        self._cursor: str | None = None
+        #: The walk reached the last page: an e-mail it did not list is in no profile of the workspace.
+        self._walked = False
+        self._walk_failed = False
         self.lookups = 0
+        self.pages = 0
 
     def know(self, email: str, user_id: str) -> None:
         """The Slack id the bot has seen with this e-mail (a requester's), to tell deactivated from unknown."""
@@ -64,6 +84,62 @@ class SlackPeople:
             cached = self._found[key] = self._look_up(key)
         return cached
 
+    def prefetch(self, emails: Iterable[str]) -> int:
+        """Answer what the walk of `users.list` can for `emails`, going on while it pays (see the
+        module's docstring); `find` looks the rest up. Returns how many are answered now."""
+        wanted = {email.lower() for email in emails if email} - self._found.keys()
+        answered = self._take_listed(wanted)
+        pages = found = 0
+        while (
+            wanted
+            and not self._walked
+            and not self._walk_failed
+            and (found >= PAGE_WORTH * pages if pages else len(wanted) >= PAGE_WORTH)
+        ):
+            if not self._walk_one_page():
+                break
+            pages += 1
+            took = self._take_listed(wanted)
+            found += took
+            answered += took
+        if self._walked:
+            for email in sorted(wanted):
+                self._found[email] = self._unlisted(email)
+            answered += len(wanted)
+        return answered
+
+    def _take_listed(self, wanted: set[str]) -> int:
+        """Move the wanted e-mails the walk has listed into the answers; how many it moved."""
+        listed = wanted & self._listed.keys()
+        for email in listed:
+            self._found[email] = self._listed[email]
+        wanted -= listed
+        return len(listed)
+
+    def _walk_one_page(self) -> bool:
+        try:
+            members, self._cursor = self._gateway.users_page(self._cursor, limit=PAGE_SIZE)
+        except SlackError as error:
+            log.warning("could not list Slack's users (%s); looking the rest up one by one", error.code)
+            self._walk_failed = True
+            return False
+        self.pages += 1
+        for user in members:
+            email = str((user.get("profile") or {}).get("email") or "").lower()
+            if email:
+                # An e-mail held by a live account and a deactivated one is the live one's (as look-ups answer).
+                person = SlackPerson(_status_of(user), str(user.get("id") or "") or None)
+                if email not in self._listed or self._listed[email].status == DEACTIVATED:
+                    self._listed[email] = person
+        self._walked = self._cursor is None
+        return True
+
+    def _unlisted(self, email: str) -> SlackPerson:
+        """After a whole walk: an e-mail no profile holds. A deactivated person's profile may come
+        without it; the Slack id the bot knows for the e-mail tells."""
+        known = self._known.get(email)
+        return self._by_known_id(email, known) if known is not None else SlackPerson(NOT_FOUND)
+
     def _look_up(self, email: str) -> SlackPerson:
         self.lookups += 1
         try:
@@ -77,6 +153,9 @@ class SlackPeople:
         known = self._known.get(email)
         if known is None:
             return SlackPerson(NOT_FOUND)
+        return self._by_known_id(email, known)
+
+    def _by_known_id(self, email: str, known: str) -> SlackPerson:
         try:
             profile = self._gateway.profile(known)
         except SlackError as error:

@@ -9,6 +9,8 @@ exist. It keeps messages, threads, views and DMs so tests assert what users woul
 
 from __future__ import annotations
 
+import base64
+import binascii
 import itertools
 import json
 import re
@@ -28,6 +30,10 @@ TEAM_ID = "T0TEAM0001"
 TRIGGER_TTL = 3.0  # seconds: "Pass a valid trigger_id within 3 seconds of receiving it"
 DEFAULT_CHANNELS = ("C0APPROVE1", "C0OPS00001")
 _FORM_ENCODED_JSON_FIELDS = ("blocks", "view", "attachments")
+
+
+#: users.list without a limit answers the whole list up to this many users, limit_required above.
+USERS_LIST_WHOLE = 200
 
 
 @dataclass
@@ -85,6 +91,8 @@ class SlackFault:
     after_effect: bool = False
     # No failure: the call is carried out, and answered, only after `delay` (a slow Slack).
     slow: bool = False
+    # Answer this many matching calls normally first (e.g. fail a walk's second page).
+    skip: int = 0
 
 
 class FakeSlack(FakeServer):
@@ -103,6 +111,9 @@ class FakeSlack(FakeServer):
         self.used_triggers: set[str] = set()
         self.triggers: dict[str, float] = {}
         self.channels: dict[str, bool] = dict.fromkeys(DEFAULT_CHANNELS, False)  # id -> private
+        #: users.list answers at most this many members a page, whatever the limit asked (Slack may
+        #: answer fewer than `limit` before the end); None: `limit`.
+        self.users_page_cap: int | None = None
         self._ts = itertools.count(1)
         self._view_ids = itertools.count(1)
         self._changed = threading.Condition(self.lock)
@@ -176,6 +187,9 @@ class FakeSlack(FakeServer):
             self.calls.append((api_method, args))
             self._changed.notify_all()
             fault = next((f for f in self.faults if f.method == api_method), None)
+            if fault and fault.skip > 0:
+                fault.skip -= 1
+                fault = None
             if fault:
                 fault.times -= 1
                 if fault.times <= 0:
@@ -294,6 +308,39 @@ class FakeSlack(FakeServer):
                 return _ok(user=self._user_json(user))
         return _error("users_not_found")
 
+    def _users_list(self, args: dict[str, Any]) -> FakeResponse:
+        """Cursor pages of every user, deactivated and bots included, as Slack lists them. Without a
+        limit a workspace larger than USERS_LIST_WHOLE answers limit_required (Slack: "If the
+        collection is too large you may experience limit_required"); the cursor is opaque."""
+        users = list(self.users.values())
+        try:
+            limit = int(args.get("limit") or 0)
+        except ValueError:
+            return self._reject("users.list", f"limit {args.get('limit')!r} is not a number", "invalid_arguments")
+        if limit <= 0 and len(users) > USERS_LIST_WHOLE:
+            return _error("limit_required")
+        size = min(limit, 1000) if limit > 0 else len(users)
+        if self.users_page_cap is not None:
+            size = min(size, self.users_page_cap)
+        start = 0
+        if args.get("cursor"):
+            try:
+                start_id = base64.b64decode(str(args["cursor"]), validate=True).decode().removeprefix("user:")
+            except (binascii.Error, UnicodeDecodeError):
+                return _error("invalid_cursor")
+            ids = [user.id for user in users]
+            if start_id not in ids:
+                return _error("invalid_cursor")
+            start = ids.index(start_id)
+        page = users[start : start + size]
+        following = users[start + size : start + size + 1]
+        next_cursor = base64.b64encode(f"user:{following[0].id}".encode()).decode() if following else ""
+        return _ok(
+            members=[self._user_json(user) for user in page],
+            cache_ts=int(time.time()),
+            response_metadata={"next_cursor": next_cursor},
+        )
+
     def _users_info(self, args: dict[str, Any]) -> FakeResponse:
         user = self.users.get(str(args.get("user")))
         if user is None:
@@ -302,6 +349,8 @@ class FakeSlack(FakeServer):
 
     @staticmethod
     def _user_json(user: SlackUser) -> dict[str, Any]:
+        """A user object as users.info and users.list carry it. A deactivated one lacks the fields of a
+        live account (measured on real Slack in 2026, brekkylab/backlot#258) and carries is_forgotten."""
         profile: dict[str, Any] = {"real_name": user.name, "display_name": user.name, "team": user.team_id}
         if user.email:
             profile["email"] = user.email
@@ -309,16 +358,21 @@ class FakeSlack(FakeServer):
             "id": user.id,
             "team_id": user.team_id,
             "name": user.name,
-            "real_name": user.name,
             "deleted": user.deleted,
             "is_bot": user.is_bot,
             "is_app_user": False,
-            "is_restricted": user.is_restricted,
-            "is_ultra_restricted": user.is_ultra_restricted,
-            "is_email_confirmed": user.is_email_confirmed,
             "profile": profile,
-            "tz": "Europe/London",
         }
+        if user.deleted:
+            body["is_forgotten"] = False
+            return body
+        body.update(
+            real_name=user.name,
+            is_restricted=user.is_restricted,
+            is_ultra_restricted=user.is_ultra_restricted,
+            is_email_confirmed=user.is_email_confirmed,
+            tz="Europe/London",
+        )
         if user.is_stranger:
             body["is_stranger"] = True
         return body
