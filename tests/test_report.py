@@ -269,10 +269,17 @@ def test_report_command_line(
 def test_a_large_account_costs_one_member_page_per_50_and_shows_progress(
     make_bot: BotFactory, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
 ) -> None:
-    """1000 members, half of them in Slack (a tenth of those deactivated): the walk of Slack's
-    users pays on every page, short pages included, and answers all 1000 without a look-up."""
+    """1000 members, half of them in Slack (a tenth of those deactivated) behind 300 people who
+    are not members: the walk gets past two pages that find nothing, pays on every page after,
+    short pages included, and answers all 1000 without a look-up."""
     big = fake_cf.add_account("Big Co")
     members = 1000
+    others = {f"U0OTHER{n:03d}": f"other{n}@elsewhere.example" for n in range(300)}
+    # An account deactivated long ago once held user00002's address; the live one comes later.
+    others["U0OTHER000"] = "user00002@example.com"
+    for user_id, email in others.items():
+        fake_slack.add_user(user_id, email, user_id, deleted=user_id == "U0OTHER000")
+    fake_slack.users = {**{u: fake_slack.users[u] for u in others}, **fake_slack.users}
     for n in range(members):
         fake_cf.add_member(big, f"user{n:05d}@example.com", [ROLE_IDS["dns"]])
         if n % 2 == 0:
@@ -285,7 +292,8 @@ def test_a_large_account_costs_one_member_page_per_50_and_shows_progress(
     assert code == 0
     statuses = {row["email"]: row["slack_status"] for row in map(json.loads, out.splitlines())}
     assert len(statuses) == members
-    assert statuses["user00002@example.com"] == "active" and statuses["user00001@example.com"] == "not found"
+    assert statuses["user00002@example.com"] == "active", "the live account, not the deactivated one before it"
+    assert statuses["user00001@example.com"] == "not found"
     assert statuses["user00020@example.com"] == "deactivated"
     assert list(statuses.values()).count("deactivated") == members // 20
     member_pages = fake_cf.calls_to("GET", rf"/accounts/{big}/members$")
@@ -296,8 +304,8 @@ def test_a_large_account_costs_one_member_page_per_50_and_shows_progress(
     assert len(fake_slack.calls_to("users.list")) == pages
     assert fake_slack.calls_to("users.lookupByEmail") == [] and fake_slack.calls_to("users.info") == []
     assert (
-        f"Big Co: 1000 members read; 1000 of 1000 e-mails answered by Slack's user list ({pages} pages), "
-        "0 to look up" in err
+        f"Big Co: 1000 members read; 1000 of 1000 e-mails answered without a look-up ({pages} pages of "
+        "Slack's user list), 0 to look up" in err
     )
 
 

@@ -131,10 +131,22 @@ def test_kept_update_statements_bind_each_calls_own_values_and_guards(db: Databa
         assert not lease_invite(session, second, now=in_an_hour, lease_until=in_an_hour + timedelta(minutes=2))
         assert claim(session, second, resend_offered_at=NOW)
         assert claim(session, first, resend_offered_at=NOW + timedelta(days=1))
+    # FAILED is reached from pending and from approved: same target, same columns, other sources.
+    with db.session() as session:
+        third = create_request(session, new_request("U3"), now=NOW, reminder_due_at=NOW, expires_at=NOW).id
+        fourth = create_request(session, new_request("U4"), now=NOW, reminder_due_at=NOW, expires_at=NOW).id
+        assert transition(
+            session, third, RequestStatus.FAILED, now=NOW, only_from={RequestStatus.PENDING}, closed_at=NOW
+        )
+        assert not transition(
+            session, fourth, RequestStatus.FAILED, now=NOW, only_from={RequestStatus.APPROVED}, closed_at=NOW
+        ), "a statement kept for {pending} served {approved}"
+        # Counting one more, then writing a count: the same columns, not the same statement.
+        assert renew_invite_lease(session, first, held=later, lease_until=later, invite_attempts=7)
     with db.session() as session:
         one, two = get_request(session, first), get_request(session, second)
     assert one is not None and two is not None
-    assert (one.decided_by_slack_id, one.invite_attempts, one.invite_lease_until) == ("U8", 2, later)
+    assert (one.decided_by_slack_id, one.invite_attempts, one.invite_lease_until) == ("U8", 7, later)
     assert (two.decided_by_slack_id, two.invite_attempts) == ("U9", 1)
     assert two.invite_lease_until == NOW + timedelta(hours=1, minutes=1)
     assert (one.resend_offered_at, two.resend_offered_at) == (NOW + timedelta(days=1), NOW)

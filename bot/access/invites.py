@@ -96,9 +96,11 @@ class _Lease:
     A POST or a paged member listing may take longer than any fixed lease, so the holder renews it
     every `heartbeat` rather than guessing how long the work takes: the lease cannot lapse while
     its holder is alive, and a crashed holder's lease runs out within `hold`. Each write is fenced
-    on the value the holder last wrote, so a holder that lost its lease never takes it back. The
-    renewals run on `beats`, one thread for every lease of the process (a thread of its own per
-    invite was started and joined on every click).
+    on the value the holder last wrote, so a holder that lost its lease never takes it back. `beats`
+    (one timer thread for every lease of the process) says when a renewal is due, and each renewal
+    runs on a thread of its own: most invites end long before the first one, so none is started for
+    them (a thread per invite was started and joined on every click), and a renewal stuck in the
+    database holds up no other lease.
     """
 
     def __init__(
@@ -127,7 +129,7 @@ class _Lease:
         self._next: Deadline | None = None
 
     def __enter__(self) -> _Lease:
-        self._next = self._beats.after(self._heartbeat, self._beat)
+        self._next = self._beats.after(self._heartbeat, self._beat_on_its_own_thread)
         return self
 
     def __exit__(self, *_exc: object) -> None:
@@ -137,6 +139,10 @@ class _Lease:
             if self._next is not None:
                 self._next.cancel()
 
+    def _beat_on_its_own_thread(self) -> None:
+        """On the timer's thread, which must not wait on the database."""
+        threading.Thread(target=self._beat, name=f"invite-lease-{self._request_id}", daemon=True).start()
+
     def _beat(self) -> None:
         try:
             if not self._renew(beat=True):
@@ -145,7 +151,7 @@ class _Lease:
             log.warning("could not renew the lease on the invite of #%s", self._request_id, exc_info=True)
         with self._lock:
             if not self._done:
-                self._next = self._beats.after(self._heartbeat, self._beat)
+                self._next = self._beats.after(self._heartbeat, self._beat_on_its_own_thread)
 
     def renew(self, *, attempts: int | None = None) -> bool:
         """Extend the lease (and record `attempts`); False once another worker holds the invite."""
@@ -211,7 +217,7 @@ class InviteOutbox:
         self._audit = audit
         self._clock = clock
         self._background = background
-        #: Renews every lease this process holds, on one thread.
+        #: Says when each lease this process holds is due for renewal (one timer thread).
         self._heartbeats = Deadlines("invite-lease-heartbeats")
 
     @property

@@ -280,11 +280,14 @@ class AccessReport:
         large = len(members) >= PROGRESS_FROM
         emails = sorted({member.contact_email for member in members if member.contact_email})
         pages = self.people.pages
-        answered = self.people.prefetch(emails)
+        self.people.prefetch(emails)
+        asked = {email.lower() for email in emails}
+        answered = sum(self.people.answered(email) for email in asked)
         if large:
             self._progress(
-                f"{account.label}: {len(members)} members read; {answered} of {len(emails)} e-mails answered by "
-                f"Slack's user list ({self.people.pages - pages} pages), {len(emails) - answered} to look up"
+                f"{account.label}: {len(members)} members read; {answered} of {len(asked)} e-mails answered "
+                f"without a look-up ({self.people.pages - pages} pages of Slack's user list), "
+                f"{len(asked) - answered} to look up"
             )
         people: dict[str, SlackPerson] = {}
         lookups, shown = self.people.lookups, 0
@@ -293,7 +296,7 @@ class AccessReport:
             done = self.people.lookups - lookups
             if large and done != shown and done % PROGRESS_EVERY == 0:
                 shown = done
-                self._progress(f"{account.label}: {done}/{len(emails) - answered} looked up in Slack")
+                self._progress(f"{account.label}: {done}/{len(asked) - answered} looked up in Slack")
         return review_account(
             account,
             members,

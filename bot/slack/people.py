@@ -9,8 +9,10 @@ Two ways to ask, and each review takes the cheaper as it goes:
   access once) is read with `users.info`, which does say `deleted`.
 
 A page costs what PAGE_WORTH look-ups cost, so the walk goes on while its pages find at least that
-many of the e-mails still wanted, on average, and the rest are looked up one by one: a large account
-in any workspace is walked, a few e-mails in a large workspace are looked up. Each distinct e-mail is
+many of the e-mails still wanted, on average (after a little leeway for a poor start), and the rest
+are looked up one by one: a large account in any workspace is walked, a few e-mails in a large
+workspace are looked up after one page. People Slack knows only through a shared channel (Slack
+Connect) are in no workspace list: after a whole walk they read as not found. Each distinct e-mail is
 asked once per review, whatever the number of accounts it appears in; a 429 is retried by the
 client's handler, and a walk that fails leaves the rest to look-ups.
 """
@@ -38,6 +40,8 @@ _NOT_FOUND_ERRORS = ("users_not_found", "user_not_found")
 PAGE_WORTH = 2.5
 #: Users asked for a page: what Slack recommends ("no more than 200 results at a time").
 PAGE_SIZE = 200
+#: At most this many look-ups' worth of pages (three) may go before the walk has found anything.
+EXPLORATION = 3 * PAGE_WORTH
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,8 @@ class SlackPeople:
         #: The walk reached the last page: an e-mail it did not list is in no profile of the workspace.
         self._walked = False
         self._walk_failed = False
+        #: E-mails answered from the walk (a later page may still hold a live account for one).
+        self._from_walk: set[str] = set()
         self.lookups = 0
         self.pages = 0
 
@@ -84,35 +90,39 @@ class SlackPeople:
             cached = self._found[key] = self._look_up(key)
         return cached
 
-    def prefetch(self, emails: Iterable[str]) -> int:
+    def answered(self, email: str) -> bool:
+        """Whether `find` answers `email` without asking Slack."""
+        return email.lower() in self._found
+
+    def prefetch(self, emails: Iterable[str]) -> None:
         """Answer what the walk of `users.list` can for `emails`, going on while it pays (see the
-        module's docstring); `find` looks the rest up. Returns how many are answered now."""
+        module's docstring); `find` looks the rest up.
+
+        A page may hold fewer people than asked, even none, and Slack lists in no useful order, so
+        one poor page proves little when many e-mails are wanted: the walk may run up to
+        EXPLORATION look-ups' worth of pages ahead of what it has found (a quarter of the e-mails
+        wanted, at least one page), then goes on while its pages have found PAGE_WORTH each."""
         wanted = {email.lower() for email in emails if email} - self._found.keys()
-        answered = self._take_listed(wanted)
+        self._take_listed(wanted)
+        if len(wanted) < PAGE_WORTH:
+            return
+        allowance = min(max(len(wanted) / 4, PAGE_WORTH), EXPLORATION)
         pages = found = 0
-        while (
-            wanted
-            and not self._walked
-            and not self._walk_failed
-            and (found >= PAGE_WORTH * pages if pages else len(wanted) >= PAGE_WORTH)
-        ):
+        while wanted and not self._walked and not self._walk_failed and PAGE_WORTH * (pages + 1) <= found + allowance:
             if not self._walk_one_page():
                 break
             pages += 1
-            took = self._take_listed(wanted)
-            found += took
-            answered += took
+            found += self._take_listed(wanted)
         if self._walked:
             for email in sorted(wanted):
                 self._found[email] = self._unlisted(email)
-            answered += len(wanted)
-        return answered
 
     def _take_listed(self, wanted: set[str]) -> int:
         """Move the wanted e-mails the walk has listed into the answers; how many it moved."""
         listed = wanted & self._listed.keys()
         for email in listed:
             self._found[email] = self._listed[email]
+        self._from_walk |= listed
         wanted -= listed
         return len(listed)
 
@@ -126,11 +136,14 @@ class SlackPeople:
         self.pages += 1
         for user in members:
             email = str((user.get("profile") or {}).get("email") or "").lower()
-            if email:
-                # An e-mail held by a live account and a deactivated one is the live one's (as look-ups answer).
-                person = SlackPerson(_status_of(user), str(user.get("id") or "") or None)
-                if email not in self._listed or self._listed[email].status == DEACTIVATED:
-                    self._listed[email] = person
+            if not email:
+                continue
+            person = SlackPerson(_status_of(user), str(user.get("id") or "") or None)
+            # An e-mail held by a deactivated account and a live one is the live one's, as a look-up answers.
+            if email not in self._listed or self._listed[email].status == DEACTIVATED:
+                self._listed[email] = person
+                if email in self._from_walk:  # answered from an earlier page: this one is the answer now
+                    self._found[email] = person
         self._walked = self._cursor is None
         return True
 
