@@ -37,9 +37,8 @@ _AUDIT: Table = AuditEvent.__table__  # type: ignore[assignment]
 
 
 class DuplicateOpenRequest(Exception):
-    def __init__(self, existing: AccessRequest | None = None) -> None:
+    def __init__(self) -> None:
         super().__init__("the requester already has an open request for this account")
-        self.existing = existing
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ def create_request(
     try:
         inserted = session.connection().execute(_INSERT_REQUEST, values)
     except IntegrityError:
-        raise DuplicateOpenRequest(None) from None
+        raise DuplicateOpenRequest from None
     # Everything else starts empty; the caller gets the row as stored, not attached to the session.
     key = inserted.inserted_primary_key
     assert key is not None  # an INSERT of one row always has one

@@ -20,7 +20,7 @@ from bot.core.durations import format_duration
 from bot.slack.formatting import escape, mention, mentions, number, shown_roles
 from bot.slack.messages import resend_offer
 from storage.models import AccessRequest
-from storage.repository import claim, claim_due, get_request, transition
+from storage.repository import ONE_MORE, claim, claim_due, get_request, transition
 from storage.states import RequestStatus
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ class InviteFollowUp:
                 AccessRequest.status == RequestStatus.INVITED.value,
                 AccessRequest.invite_reminder_due_at == due,
                 invite_reminder_due_at=now + services.settings.invite_reminder_after,
-                invite_reminders_sent=AccessRequest.invite_reminders_sent + 1,
+                invite_reminders_sent=ONE_MORE,
             ):
                 return
             services.audit.record(

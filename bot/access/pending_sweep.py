@@ -10,7 +10,7 @@ from bot.access.state_change import change_state
 from bot.core.durations import format_duration
 from bot.slack.formatting import escape, mentions, number
 from storage.models import AccessRequest
-from storage.repository import claim_due
+from storage.repository import ONE_MORE, claim_due
 from storage.states import RequestStatus
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class PendingSweep:
                 now,
                 limit=self.batch,
                 next_due=now + interval,
-                approval_reminders_sent=AccessRequest.approval_reminders_sent + 1,
+                approval_reminders_sent=ONE_MORE,
             )
         for request in claimed:
             if request.expires_at is not None and request.expires_at <= now:
