@@ -11,6 +11,7 @@ Parsing is strict: a body that is not a JSON object (or a form whose `payload` i
 
 from __future__ import annotations
 
+import binascii
 import json
 from typing import Any
 from urllib.parse import parse_qsl
@@ -34,10 +35,43 @@ def parse_slack_body(raw_body: str, content_type: str | None) -> dict[str, Any]:
         return {}
     if content_type == "application/json" or raw_body.lstrip().startswith("{"):
         return _json_object(raw_body)
-    form = dict(parse_qsl(raw_body, keep_blank_values=True))
+    form = _parse_form(raw_body)
     if "payload" in form:
         return _json_object(form["payload"])
     return form
+
+
+def _parse_form(body: str) -> dict[str, str]:
+    """`dict(parse_qsl(body, keep_blank_values=True))`, decoded in C when the body is what Slack sends.
+
+    A click's payload carries the whole message, percent-encoded: a few thousand escapes, which
+    `unquote` decodes one at a time in Python (a tenth of a click's CPU). Quoted-printable's `=XX`
+    is the same escape, and `binascii` decodes it in C. It differs from percent-decoding only where
+    a well-formed form body never goes: a raw `=` in a value, line breaks, a `%` not followed by two
+    hex digits (dropped or kept differently); any of those, or non-ASCII text, takes `parse_qsl`."""
+    form: dict[str, str] = {}
+    for pair in body.split("&"):
+        if not pair:
+            continue
+        name, _, value = pair.partition("=")
+        decoded_name, decoded_value = _unquote_plus(name), _unquote_plus(value)
+        if decoded_name is None or decoded_value is None:
+            return dict(parse_qsl(body, keep_blank_values=True))
+        form[decoded_name] = decoded_value
+    return form
+
+
+def _unquote_plus(text: str) -> str | None:
+    """`unquote_plus(text)`, or None where the quoted-printable decoder would read it differently."""
+    if "%" not in text and "+" not in text:
+        return text
+    if not text.isascii() or "=" in text or "\n" in text or "\r" in text:
+        return None
+    decoded = binascii.a2b_qp(text.replace("+", " ").replace("%", "="))
+    # Each well-formed escape turns three characters into one byte; a malformed one, fewer.
+    if len(decoded) != len(text) - 2 * text.count("%"):
+        return None
+    return decoded.decode("utf-8", "replace")
 
 
 class SlackRequest(BoltRequest):
