@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
+from sqlalchemy import event
 
 import bot.access.notifier as notifier_module
 from bot.access.notifier import Announcement
@@ -108,6 +110,31 @@ def test_an_approval_and_its_invite_are_told_once(
         assert len(thread) == 2 and "Sending the Cloudflare invite" in thread[0] and "Invite sent" in thread[1]
 
 
+def test_an_outcome_known_in_time_is_told_once_however_long_slack_work_waits(
+    make_bot: BotFactory, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
+    """The invite finishes within ROOT_REFRESH_DELAY of its start, but the work pool that talks to
+    Slack is busy for longer (a burst of clicks): the approval and its outcome still go out as one
+    reply and one DM, not the approval alone at the deadline and the outcome after it."""
+    bot = make_bot(root_refresh_delay=0.3)
+    request_id = file_request(bot, fake_slack, ALICE)
+    roots = roots_of(fake_slack, request_id)
+    fake_cf.inject(Fault("POST", r"/members$", status=200, after_effect=True, delay=0.1))
+    bot.click(roots[0], "request_approve", user_id=BOB, wait=False)
+    fake_cf.wait_for_call("POST", r"/members$")  # the invite has started: the deadline runs
+    busy = threading.Event()
+    for _ in range(8):  # every worker of the pool, and more queued behind them
+        bot.services.notifier.soon(lambda: busy.wait(1.0))
+    bot.wait_idle()
+    assert stored(bot, request_id).status == "invited"
+    for root in roots:
+        [reply] = fake_slack.thread(root)
+        assert reply.text.index(f"Approved by <@{BOB}>") < reply.text.index("Invite sent to alice@example.com")
+    [dm] = fake_slack.dms_to(ALICE)
+    assert "approved by" in dm.text and "has sent an invite" in dm.text, dm.text
+    assert len(fake_slack.calls_to("chat.update")) == len(roots)
+
+
 def test_an_approval_whose_invite_never_starts_is_told_after_the_queued_hold(
     make_bot: BotFactory, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -128,3 +155,31 @@ def test_an_approval_whose_invite_never_starts_is_told_after_the_queued_hold(
     bot.services.notifier.announce(request_id, Announcement(thread="Invite sent.", dm_user=ALICE, dm="Sent."))
     assert [m.text for m in fake_slack.thread(roots[0])] == ["Approved, sending.", "Invite sent."]
     assert [m.text for m in fake_slack.dms_to(ALICE)] == ["On its way.", "Sent."]
+
+
+def test_the_filing_hands_its_roots_to_the_approval_on_the_same_replica(
+    bot: BotUnderTest, fake_slack: FakeSlack, world: World
+) -> None:
+    """The roots are written once, by the filing: its approval on this replica redraws and replies
+    in every root without reading them back (replicas that did not file read them: test_replicas)."""
+    request_id = file_request(bot, fake_slack, ALICE)
+    roots = roots_of(fake_slack, request_id)
+    assert len(roots) == 2
+    reads: list[str] = []
+
+    def count_reads(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "FROM request_messages" in statement:
+            reads.append(statement)
+
+    event.listen(bot.db.engine, "before_cursor_execute", count_reads)
+    try:
+        bot.click(roots[0], "request_approve", user_id=BOB)
+        bot.wait_idle()
+    finally:
+        event.remove(bot.db.engine, "before_cursor_execute", count_reads)
+    assert reads == []
+    redrawn = roots_of(fake_slack, request_id)
+    assert [(r.channel, r.ts) for r in redrawn] == [(r.channel, r.ts) for r in roots]
+    for root in redrawn:
+        assert root.action_ids() == ["revoke_access"] and "Invite sent" in root.all_text()
+        assert "Invite sent" in fake_slack.thread(root)[-1].text

@@ -16,7 +16,7 @@ from bot.access.audit import AuditEventType, AuditLog
 from bot.access.directory import Directory
 from bot.access.matching import resolve
 from bot.access.member_access import held_access, missing
-from bot.access.notifier import Notifier
+from bot.access.notifier import Notifier, Root
 from bot.access.scope import MAX_ZONES
 from bot.access.terms import (
     DEFAULT,
@@ -492,6 +492,7 @@ class Filing:
                 f"Your request {number(request.id)} could not be delivered to the approvers in Slack "
                 f"({escape('; '.join(errors))}). It was closed; tell your Slack admin."
             )
+        self._notifier.remember_roots(request.id, [Root(channel_id, ts) for channel_id, ts, _ in posted])
         self._notifier.changed(request)
         if self._settings.approval_channel:
             return f"<#{self._settings.approval_channel}>"

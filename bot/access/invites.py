@@ -606,11 +606,8 @@ class InviteOutbox:
                 error=outcome.error,
                 **counted,
             )
-        announcement = self._announcement(request, outcome)
-        if pooled:  # this (Cloudflare) pool's thread goes on to the next invite, not waiting on Slack
-            self._notifier.soon(lambda: self._notifier.announce(request.id, announcement))
-        else:
-            self._notifier.announce(request.id, announcement)
+        # Pooled: this (Cloudflare) pool's thread goes on to the next invite, not waiting on Slack.
+        self._notifier.announce(request.id, self._announcement(request, outcome), pooled=pooled)
 
     def _announcement(self, request: AccessRequest, outcome: InviteOutcome) -> Announcement:
         """The outcome in the thread and in the requester's DM (`dm_follow`: after the approval's line)."""

@@ -175,9 +175,13 @@ class Notifier:
             held.deadline.cancel()
         self.soon(lambda: self._send_alone(request_id, held))
 
-    def announce(self, request_id: int, outcome: Announcement) -> None:
+    def announce(self, request_id: int, outcome: Announcement, *, pooled: bool = False) -> None:
         """Tell people an invite's outcome: in one message with the approval's when it still waits,
-        else after the approval's own messages; the roots are redrawn once for both."""
+        else after the approval's own messages; the roots are redrawn once for both.
+
+        `pooled`: sent on the Slack pool. What is held is taken now, as the outcome is known, not
+        when the pool gets to it: behind a backlog longer than ROOT_REFRESH_DELAY it would otherwise
+        go out alone first, and people would read two messages (and Slack take two of each call)."""
         with self._lock:
             held = self._held.get(request_id)
             if held is not None and held.taken:
@@ -187,11 +191,17 @@ class Notifier:
             if held is not None:
                 held.taken = True
                 del self._held[request_id]
+        if held is not None and held.deadline is not None:
+            held.deadline.cancel()
+        if pooled:
+            self.soon(lambda: self._announce(request_id, held, outcome))
+        else:
+            self._announce(request_id, held, outcome)
+
+    def _announce(self, request_id: int, held: _Held | None, outcome: Announcement) -> None:
         if held is None:
             self._send(request_id, outcome)
             return
-        if held.deadline is not None:
-            held.deadline.cancel()
         first = held.announcement
         thread = f"{first.lead or first.thread}\n{outcome.thread}"
         dm = outcome.dm
@@ -291,12 +301,19 @@ class Notifier:
             with self._db.session() as own:
                 return self._roots_of(request_id, own)
         roots = tuple(Root(m.channel_id, m.ts) for m in messages_for(session, request_id))
-        if roots:
-            with self._lock:
-                self._roots[request_id] = roots
-                while len(self._roots) > ROOTS_REMEMBERED:
-                    self._roots.popitem(last=False)
+        self.remember_roots(request_id, roots)
         return roots
+
+    def remember_roots(self, request_id: int, roots: Sequence[Root]) -> None:
+        """Keep a request's roots as stored (the filing hands them over once committed, so its
+        approval, usually on this replica, need not read them back)."""
+        if not roots:
+            return
+        with self._lock:
+            self._roots[request_id] = tuple(roots)
+            self._roots.move_to_end(request_id)
+            while len(self._roots) > ROOTS_REMEMBERED:
+                self._roots.popitem(last=False)
 
     def tell(self, user_id: str, text: str, blocks: Sequence[Block] = ()) -> bool:
         try:
