@@ -183,3 +183,25 @@ def test_the_filing_hands_its_roots_to_the_approval_on_the_same_replica(
     for root in redrawn:
         assert root.action_ids() == ["revoke_access"] and "Invite sent" in root.all_text()
         assert "Invite sent" in fake_slack.thread(root)[-1].text
+
+
+def test_a_hold_replacing_one_already_released_does_not_send_it_twice(
+    make_bot: BotFactory, fake_slack: FakeSlack, world: World
+) -> None:
+    """A second hold (a retried invite) arrives while the first, released, waits for a busy Slack
+    pool: the first goes out once, the second waits for its own outcome."""
+    bot = make_bot(root_refresh_delay=10)
+    request_id = file_request(bot, fake_slack, ALICE)
+    roots = roots_of(fake_slack, request_id)
+    notifier = bot.services.notifier
+    busy = threading.Event()
+    for _ in range(8):
+        notifier.soon(lambda: busy.wait(5.0))
+    notifier.hold(request_id, Announcement(thread="Approved, sending."))
+    notifier.release(request_id)  # rescheduled: queued behind the busy pool
+    notifier.hold(request_id, Announcement(thread="Retrying the invite."))
+    busy.set()
+    bot.wait_idle()
+    assert [m.text for m in fake_slack.thread(roots[0])] == ["Approved, sending."]
+    notifier.announce(request_id, Announcement(thread="Invite sent."))
+    assert [m.text for m in fake_slack.thread(roots[0])] == ["Approved, sending.", "Retrying the invite.\nInvite sent."]

@@ -147,7 +147,13 @@ class Notifier:
         with self._lock:
             replaced = self._held.get(request_id)
             self._held[request_id] = held
+            if replaced is not None and replaced.taken:
+                replaced = None  # already released: on its way, not to be sent again
+            elif replaced is not None:
+                replaced.taken = True
         if replaced is not None:  # never expected (one approval per run), but nothing is dropped
+            if replaced.deadline is not None:
+                replaced.deadline.cancel()
             self._send_alone(request_id, replaced)
         if self._settings.root_refresh_delay > 0 and self._background is not None:
             held.deadline = self._deadlines.after(QUEUED_HOLD, lambda: self.release(request_id))

@@ -68,7 +68,8 @@ def _unquote_plus(text: str) -> str | None:
     if not text.isascii() or "=" in text or "\n" in text or "\r" in text:
         return None
     decoded = binascii.a2b_qp(text.replace("+", " ").replace("%", "="))
-    # Each well-formed escape turns three characters into one byte; a malformed one, fewer.
+    # Each well-formed escape turns three characters into one byte. With no `=`, CR or LF in the
+    # text (checked above), a malformed one shortens it by less: by one at the end, else by none.
     if len(decoded) != len(text) - 2 * text.count("%"):
         return None
     return decoded.decode("utf-8", "replace")
