@@ -4,12 +4,21 @@ And Block Kit serialisation, the other per-call cost the issue's profile named."
 
 from __future__ import annotations
 
+import gzip
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
 import pytest
 from pydantic import SecretStr
 from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import ButtonElement, SectionBlock
 
 from bot.cloudflare.client import CloudflareClient, CloudflareCredentials
+from bot.cloudflare.errors import CloudflareUnavailable
 from bot.slack.gateway import SlackError, SlackGateway, make_web_client
 from bot.slack.transport import PooledRespond
 from bot.slack.validation import cache_block_kit_validators
@@ -124,3 +133,107 @@ def test_a_dm_to_someone_new_is_one_post_and_later_ones_reuse_the_conversation(f
     assert refused.value.code == "user_disabled"
     assert fake_slack.dms_to(gone) == []
     client.http.close()
+
+
+class _Cloudflare(BaseHTTPRequestHandler):
+    """A bare server speaking Cloudflare's envelope the way its edge does on the wire: gzip when
+    the client accepts it, and keep-alive connections it may close while they are idle."""
+
+    protocol_version = "HTTP/1.1"
+    close_after_answer = False
+    closed = threading.Event()
+    seen: ClassVar[list[str]] = []
+    encodings: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self._answer({"id": "a1", "name": "Zoë's"})
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self._answer({"id": "m1", "status": "pending"})
+
+    def _answer(self, result: dict[str, str]) -> None:
+        type(self).seen.append(f"{self.command} {self.path}")
+        body = json.dumps({"success": True, "errors": [], "messages": [], "result": result}).encode()
+        data = gzip.compress(body) if "gzip" in self.headers.get("Accept-Encoding", "") else body
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if data != body:
+            self.send_header("Content-Encoding", "gzip")
+            type(self).encodings.append("gzip")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        # Closed without a `Connection: close`: the client learns it only from the socket.
+        self.close_connection = type(self).close_after_answer
+
+    def finish(self) -> None:
+        super().finish()
+        if self.close_connection:
+            type(self).closed.set()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def bare_cloudflare() -> Iterator[tuple[str, type[_Cloudflare]]]:
+    handler = type("Handler", (_Cloudflare,), {"closed": threading.Event(), "seen": [], "encodings": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+
+
+def _client(url: str) -> CloudflareClient:
+    return CloudflareClient(base_url=url, credentials=CloudflareCredentials(token=SecretStr(CF_TOKEN)))
+
+
+def test_a_compressed_cloudflare_answer_is_read(bare_cloudflare: tuple[str, type[_Cloudflare]]) -> None:
+    url, handler = bare_cloudflare
+    client = _client(url)
+    assert client.get_account("a1").name == "Zoë's"
+    assert handler.encodings == ["gzip"], "the answer was not compressed: nothing was tested"
+    client.close()
+
+
+def test_a_connection_cloudflare_closed_while_idle_is_not_used(bare_cloudflare: tuple[str, type[_Cloudflare]]) -> None:
+    """The edge closes idle keep-alive connections without notice: the next call goes out on a new
+    one rather than failing on the dead one (which, for a POST, would be an ambiguous failure)."""
+    url, handler = bare_cloudflare
+    handler.close_after_answer = True
+    client = _client(url)
+    assert client.get_account("a1").id == "a1"
+    assert handler.closed.wait(5)
+    handler.close_after_answer = False
+    # A POST is never retried: it would fail on the dead connection.
+    assert client.create_member("a1", email="new@example.com", role_ids=["r1"]).id == "m1"
+    assert handler.seen == ["GET /accounts/a1", "POST /accounts/a1/members"]
+    client.close()
+
+
+def test_a_proxy_in_the_environment_is_used(
+    bare_cloudflare: tuple[str, type[_Cloudflare]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only httpx's own transport honours HTTP(S)_PROXY: with one set, Cloudflare calls go through it."""
+    proxy, handler = bare_cloudflare  # the server answers as the proxy: it sees the absolute URL
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = _client("http://cloudflare.invalid/client/v4")
+    assert client.get_account("a1").id == "a1"
+    assert handler.seen == ["GET http://cloudflare.invalid/client/v4/accounts/a1"]
+    client.close()
+
+
+def test_cloudflare_unreachable_is_unavailable() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    client = _client(f"http://127.0.0.1:{port}")
+    with pytest.raises(CloudflareUnavailable) as refused:
+        client.create_member("a1", email="x@example.com", role_ids=["r"])
+    assert "ConnectError" in str(refused.value)
+    client.close()

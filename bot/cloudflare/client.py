@@ -20,6 +20,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
+from urllib.request import getproxies
 
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -49,6 +50,7 @@ from bot.cloudflare.models import (
     zone_scope_key,
 )
 from bot.cloudflare.pacing import CloudflareBudget, CloudflarePause
+from bot.cloudflare.transport import KeepAliveTransport
 from bot.core.priority import FOREGROUND
 
 log = logging.getLogger(__name__)
@@ -102,7 +104,10 @@ class CloudflareClient:
         observe: CallObserver | None = None,
     ) -> None:
         # One keep-alive pool for the process: a burst of approvals reuses a few connections
-        # (in production, a few TLS handshakes instead of one per call).
+        # (in production, a few TLS handshakes instead of one per call). Over http.client unless a
+        # proxy is configured in the environment, which only httpx's own transport honours.
+        if transport is None and not getproxies():
+            transport = KeepAliveTransport(max_idle=16, idle_expiry=30.0)
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={**credentials.headers(), "User-Agent": "cf-access-bot"},

@@ -2,8 +2,7 @@
 
 slack_sdk's clients open a new urllib connection per call (in production a TLS handshake to
 Slack each time). Here they share one pool of keep-alive `http.client` connections per process
-(the standard library's client: a third of the CPU per call of httpx, which matters at a dozen
-Slack calls per click). Only the last hop is replaced (`_perform_urllib_http_request_internal` /
+(`bot.core.keepalive`). Only the last hop is replaced (`_perform_urllib_http_request_internal` /
 `_perform_http_request_internal`), so the SDK still builds requests, parses answers and runs its
 retry handlers: non-2xx answers are raised as urllib's `HTTPError` and connection failures as
 `URLError`, exactly as urllib does. With a proxy configured the SDK's own urllib path is used.
@@ -12,13 +11,10 @@ retry handlers: non-2xx answers are raised as urllib's `HTTPError` and connectio
 from __future__ import annotations
 
 import io
-import select
-import ssl as ssl_module
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from http.client import HTTPConnection, HTTPException, HTTPMessage, HTTPSConnection
+from http.client import HTTPException, HTTPMessage
 from ssl import SSLContext
 from typing import Any
 from urllib.error import HTTPError, URLError
@@ -33,6 +29,7 @@ from slack_sdk.models.attachments import Attachment
 from slack_sdk.models.blocks import Block
 from slack_sdk.webhook import WebhookClient, WebhookResponse
 
+from bot.core.keepalive import KeepAlivePool
 from bot.core.priority import FOREGROUND
 
 #: Observes each call: (Web API method or "response_url", HTTP status or 0 when none came, seconds).
@@ -40,7 +37,6 @@ CallObserver = Callable[[str, int, float], None]
 
 #: Headers urllib's Request carries that http.client sets itself.
 _OWN_HEADERS = {"content-length", "host", "connection"}
-_Origin = tuple[str, str, int]
 
 
 @dataclass(frozen=True)
@@ -55,12 +51,7 @@ class Answer:
 
 
 class SlackHttp:
-    """One pool of keep-alive connections to Slack, shared by every client of the process.
-
-    An idle connection is reused only while young (`idle_expiry`) and still quiet: one the server
-    has closed reads as ready and is dropped before it is used, so a POST never goes out on a
-    connection already gone.
-    """
+    """One pool of keep-alive connections to Slack, shared by every client of the process."""
 
     def __init__(
         self,
@@ -70,21 +61,16 @@ class SlackHttp:
         max_idle: int = 32,
         idle_expiry: float = 30.0,
     ) -> None:
-        self._ssl = ssl
-        self._max_idle = max_idle
-        self._idle_expiry = idle_expiry
-        self._idle: dict[_Origin, list[tuple[HTTPConnection, float]]] = {}
-        self._lock = threading.Lock()
+        self._pool = KeepAlivePool(ssl=ssl, max_idle=max_idle, idle_expiry=idle_expiry)
         self.observe = observe
-        #: Connections opened so far (a gauge of how well the pool works).
-        self.opened = 0
+
+    @property
+    def opened(self) -> int:
+        """Connections opened so far (a gauge of how well the pool works)."""
+        return self._pool.opened
 
     def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, {}
-        for connections in idle.values():
-            for connection, _ in connections:
-                connection.close()
+        self._pool.close()
 
     def post(self, url: str, request: Request, *, timeout: float, method: str) -> Answer:
         """POST `request` as urllib would, raising what urllib raises (HTTPError, URLError)."""
@@ -100,7 +86,7 @@ class SlackHttp:
         headers = {key: str(value) for key, value in request.header_items() if key.lower() not in _OWN_HEADERS}
         body = request.data if isinstance(request.data, bytes) else None
         started = time.perf_counter()
-        connection = self._checkout(origin, timeout)
+        connection = self._pool.checkout(origin, timeout)
         try:
             if connection.sock is None:
                 try:
@@ -118,63 +104,15 @@ class SlackHttp:
         if response.will_close:
             connection.close()
         else:
-            self._checkin(origin, connection)
+            self._pool.checkin(origin, connection)
         self._observe(method, response.status, started)
         if not 200 <= response.status < 300:
             raise HTTPError(url, response.status, response.reason, response.msg, io.BytesIO(data))
         return Answer(response.status, response.msg, data)
 
-    def _checkout(self, origin: _Origin, timeout: float) -> HTTPConnection:
-        now = time.monotonic()
-        while True:
-            with self._lock:
-                idle = self._idle.get(origin)
-                if not idle:
-                    break
-                connection, since = idle.pop()
-            sock = connection.sock
-            if sock is None or now - since > self._idle_expiry or _closed_by_peer(sock):
-                connection.close()
-                continue
-            sock.settimeout(timeout)
-            return connection
-        scheme, host, port = origin
-        with self._lock:
-            self.opened += 1
-        if scheme == "https":
-            return HTTPSConnection(host, port, timeout=timeout, context=self._ssl or _default_context())
-        return HTTPConnection(host, port, timeout=timeout)
-
-    def _checkin(self, origin: _Origin, connection: HTTPConnection) -> None:
-        with self._lock:
-            idle = self._idle.setdefault(origin, [])
-            if len(idle) < self._max_idle:
-                idle.append((connection, time.monotonic()))
-                return
-        connection.close()
-
     def _observe(self, method: str, status: int, started: float) -> None:
         if self.observe is not None:
             self.observe(method, status, time.perf_counter() - started)
-
-
-def _closed_by_peer(sock: Any) -> bool:
-    """An idle keep-alive socket that reads as ready has been closed (or spoken to) by the server."""
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
-
-
-_context: SSLContext | None = None
-
-
-def _default_context() -> SSLContext:
-    global _context
-    if _context is None:
-        _context = ssl_module.create_default_context()
-    return _context
 
 
 def _method_of(url: str) -> str:
