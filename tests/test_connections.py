@@ -8,17 +8,19 @@ import gzip
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 from pydantic import SecretStr
 from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import ButtonElement, SectionBlock
 
-from bot.cloudflare.client import CloudflareClient, CloudflareCredentials
+from bot.cloudflare.client import CloudflareClient, CloudflareCredentials, pooled_transport
 from bot.cloudflare.errors import CloudflareUnavailable
+from bot.cloudflare.transport import KeepAliveTransport
 from bot.slack.gateway import SlackError, SlackGateway, make_web_client
 from bot.slack.transport import PooledRespond
 from bot.slack.validation import cache_block_kit_validators
@@ -141,6 +143,8 @@ class _Cloudflare(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     close_after_answer = False
+    #: Answers to precede with a 103 Early Hints.
+    early_hints = 0
     closed = threading.Event()
     seen: ClassVar[list[str]] = []
     encodings: ClassVar[list[str]] = []
@@ -154,10 +158,18 @@ class _Cloudflare(BaseHTTPRequestHandler):
 
     def _answer(self, result: dict[str, str]) -> None:
         type(self).seen.append(f"{self.command} {self.path}")
+        if type(self).early_hints:
+            type(self).early_hints -= 1
+            self.send_response_only(103)
+            self.send_header("Link", "</style.css>; rel=preload")
+            self.end_headers()
+            self.wfile.flush()
+            time.sleep(0.3)  # the origin is slow: the final answer comes after the client has moved on
         body = json.dumps({"success": True, "errors": [], "messages": [], "result": result}).encode()
         data = gzip.compress(body) if "gzip" in self.headers.get("Accept-Encoding", "") else body
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
+        self.send_header("CF-Note", "café")  # not ASCII: latin-1 on the wire, as HTTP allows
         if data != body:
             self.send_header("Content-Encoding", "gzip")
             type(self).encodings.append("gzip")
@@ -167,19 +179,22 @@ class _Cloudflare(BaseHTTPRequestHandler):
         # Closed without a `Connection: close`: the client learns it only from the socket.
         self.close_connection = type(self).close_after_answer
 
-    def finish(self) -> None:
-        super().finish()
-        if self.close_connection:
-            type(self).closed.set()
-
     def log_message(self, format: str, *args: object) -> None:
         pass
 
 
+class _ClosingServer(ThreadingHTTPServer):
+    def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)
+        self.RequestHandlerClass.closed.set()  # type: ignore[attr-defined]  # after the socket is closed
+
+
 @pytest.fixture
 def bare_cloudflare() -> Iterator[tuple[str, type[_Cloudflare]]]:
-    handler = type("Handler", (_Cloudflare,), {"closed": threading.Event(), "seen": [], "encodings": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    handler = type(
+        "Handler", (_Cloudflare,), {"closed": threading.Event(), "seen": [], "encodings": [], "early_hints": 0}
+    )
+    server = _ClosingServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}", handler
@@ -187,8 +202,10 @@ def bare_cloudflare() -> Iterator[tuple[str, type[_Cloudflare]]]:
     server.server_close()
 
 
-def _client(url: str) -> CloudflareClient:
-    return CloudflareClient(base_url=url, credentials=CloudflareCredentials(token=SecretStr(CF_TOKEN)))
+def _client(url: str, token: str = CF_TOKEN) -> CloudflareClient:
+    return CloudflareClient(
+        base_url=url, credentials=CloudflareCredentials(token=SecretStr(token)), sleep=lambda _seconds: None
+    )
 
 
 def test_a_compressed_cloudflare_answer_is_read(bare_cloudflare: tuple[str, type[_Cloudflare]]) -> None:
@@ -237,3 +254,49 @@ def test_cloudflare_unreachable_is_unavailable() -> None:
         client.create_member("a1", email="x@example.com", role_ids=["r"])
     assert "ConnectError" in str(refused.value)
     client.close()
+
+
+def test_an_early_hints_answer_never_answers_the_next_request(bare_cloudflare: tuple[str, type[_Cloudflare]]) -> None:
+    """A 103 before a slow answer to a POST: the POST is ambiguous (the outbox re-checks it), and
+    the answer that follows the 103 is never read as the next request's."""
+    url, handler = bare_cloudflare
+    handler.early_hints = 1
+    client = _client(url)
+    with pytest.raises(CloudflareUnavailable) as lost:
+        client.create_member("a1", email="new@example.com", role_ids=["r1"])
+    assert lost.value.ambiguous
+    assert client.get_account("a1").id == "a1"
+    assert handler.seen == ["POST /accounts/a1/members", "GET /accounts/a1"]
+    client.close()
+
+
+def test_a_token_http_cannot_carry_fails_without_showing_it(bare_cloudflare: tuple[str, type[_Cloudflare]]) -> None:
+    url, handler = bare_cloudflare
+    client = _client(url, token="secret-token-value\n")
+    with pytest.raises(CloudflareUnavailable) as refused:
+        client.create_member("a1", email="x@example.com", role_ids=["r"])
+    assert "secret-token-value" not in str(refused.value) and handler.seen == []
+    client.close()
+
+
+@pytest.mark.parametrize(
+    ("environment", "pooled"),
+    [
+        ({}, True),
+        ({"NO_PROXY": "localhost,.internal"}, True),
+        ({"HTTP_PROXY": "http://proxy.internal:3128"}, True),  # the API is https: not for it
+        ({"HTTPS_PROXY": "http://proxy.internal:3128"}, False),
+        ({"https_proxy": "http://proxy.internal:3128"}, False),
+        ({"ALL_PROXY": "socks5://proxy.internal:1080"}, False),
+    ],
+)
+def test_cloudflare_calls_leave_the_pool_only_for_a_proxy_of_their_scheme(
+    environment: dict[str, str], pooled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    chosen = pooled_transport("https://api.cloudflare.com/client/v4")
+    assert isinstance(chosen, KeepAliveTransport) is pooled

@@ -20,6 +20,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 from urllib.request import getproxies
 
 import httpx
@@ -104,15 +105,13 @@ class CloudflareClient:
         observe: CallObserver | None = None,
     ) -> None:
         # One keep-alive pool for the process: a burst of approvals reuses a few connections
-        # (in production, a few TLS handshakes instead of one per call). Over http.client unless a
-        # proxy is configured in the environment, which only httpx's own transport honours.
-        if transport is None and not getproxies():
-            transport = KeepAliveTransport(max_idle=16, idle_expiry=30.0)
+        # (in production, a few TLS handshakes instead of one per call). `limits` apply to httpx's
+        # own transport, used only behind a proxy.
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={**credentials.headers(), "User-Agent": "cf-access-bot"},
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-            transport=transport,
+            transport=transport if transport is not None else pooled_transport(base_url),
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16, keepalive_expiry=30.0),
         )
         self._credentials = credentials
@@ -324,6 +323,16 @@ class CloudflareClient:
     def _observed(self, method: str, path: str, status: int, started: float) -> None:
         if self._observe is not None:
             self._observe(method, path, status, time.perf_counter() - started)
+
+
+def pooled_transport(base_url: str) -> KeepAliveTransport | None:
+    """Cloudflare calls go over http.client's keep-alive connections, unless the environment names
+    a proxy for the API's scheme: only httpx's own transport (None: httpx's choice) honours it."""
+    scheme = urlsplit(base_url).scheme.lower()
+    proxies = getproxies()
+    if proxies.get(scheme) or proxies.get("all"):
+        return None
+    return KeepAliveTransport(max_idle=16, idle_expiry=30.0)
 
 
 def _access_body(

@@ -50,9 +50,18 @@ class KeepAliveTransport(httpx.BaseTransport):
                 except OSError as error:
                     raise httpx.ConnectError(str(error), request=request) from error
             connection.sock.settimeout(timeouts.get("read"))
-            connection.request(request.method, url.raw_path.decode("ascii"), body=body or None, headers=headers)
+            try:
+                connection.request(request.method, url.raw_path.decode("ascii"), body=body or None, headers=headers)
+            except ValueError:  # a header http.client refuses (a line break): never echo it, it may be the token
+                raise httpx.LocalProtocolError(
+                    "a request header has a value HTTP cannot carry", request=request
+                ) from None
             response = connection.getresponse()
             data = response.read()
+            if 100 <= response.status < 200:
+                # http.client passes over 100 Continue only: the final answer to a 103 (Early Hints) would
+                # still be on the wire, and read as the answer to the connection's next request.
+                raise httpx.RemoteProtocolError(f"informational answer {response.status}", request=request)
         except httpx.TransportError:
             connection.close()
             raise
@@ -71,9 +80,13 @@ class KeepAliveTransport(httpx.BaseTransport):
             self._pool.checkin(origin, connection)
         return httpx.Response(
             response.status,
-            headers=response.getheaders(),
+            # http.client decoded them as latin-1: encoded back, any byte survives (httpx wants ASCII str).
+            headers=[(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.getheaders()],
             stream=httpx.ByteStream(data),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason.encode("latin-1", "replace")},
+            extensions={
+                "http_version": b"HTTP/1.0" if response.version == 10 else b"HTTP/1.1",
+                "reason_phrase": response.reason.encode("latin-1", "replace"),
+            },
         )
 
     def close(self) -> None:

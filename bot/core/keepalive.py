@@ -31,6 +31,7 @@ class KeepAlivePool:
         self._idle_expiry = idle_expiry
         self._idle: dict[Origin, list[tuple[HTTPConnection, float]]] = {}
         self._lock = threading.Lock()
+        self._closed = False
         #: Connections opened so far (a gauge of how well the pool works).
         self.opened = 0
 
@@ -59,13 +60,15 @@ class KeepAlivePool:
     def checkin(self, origin: Origin, connection: HTTPConnection) -> None:
         with self._lock:
             idle = self._idle.setdefault(origin, [])
-            if len(idle) < self._max_idle:
+            if not self._closed and len(idle) < self._max_idle:
                 idle.append((connection, time.monotonic()))
                 return
         connection.close()
 
     def close(self) -> None:
+        """Close the idle connections; those in use are closed when they come back."""
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, {}
         for connections in idle.values():
             for connection, _ in connections:
