@@ -1,9 +1,10 @@
 """httpx's last hop for Cloudflare calls, over the standard library's keep-alive connections.
 
 httpx builds the request (base URL, headers, JSON, timeouts) and reads the answer (content
-decoding, `json()`); only the exchange on the wire is `http.client`'s, which costs a third of the
-CPU of httpx's own transport (httpcore and h11) per call: two Cloudflare calls per approval. A
-proxy from the environment is still httpx's own transport, mounted by httpx itself.
+decoding, `json()`); only the exchange on the wire is `http.client`'s instead of httpcore's and
+h11's. A whole call measured 1.3-1.5 ms of CPU this way against 1.7-2.0 ms (loopback, this slow
+machine), at two Cloudflare calls per approval. A proxy from the environment is still httpx's own
+transport, mounted by httpx itself.
 
 Failures are raised as httpx raises them, so the client's handling does not change: a connect
 failure is `ConnectError` (`ConnectTimeout`), a timeout after it `ReadTimeout`, a dropped or garbled
@@ -26,10 +27,6 @@ class KeepAliveTransport(httpx.BaseTransport):
         # httpx's own context (certifi's CAs), as Cloudflare calls have always been verified with.
         context = ssl if ssl is not None else httpx.create_ssl_context()
         self._pool = KeepAlivePool(ssl=context, max_idle=max_idle, idle_expiry=idle_expiry)
-
-    @property
-    def opened(self) -> int:
-        return self._pool.opened
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url

@@ -64,11 +64,6 @@ class SlackHttp:
         self._pool = KeepAlivePool(ssl=ssl, max_idle=max_idle, idle_expiry=idle_expiry)
         self.observe = observe
 
-    @property
-    def opened(self) -> int:
-        """Connections opened so far (a gauge of how well the pool works)."""
-        return self._pool.opened
-
     def close(self) -> None:
         self._pool.close()
 
