@@ -55,9 +55,7 @@ class KeepAliveTransport(httpx.BaseTransport):
                 ) from None
             response = connection.getresponse()
             data = response.read()
-            if 100 <= response.status < 200:
-                # http.client passes over 100 Continue only: the final answer to a 103 (Early Hints) would
-                # still be on the wire, and read as the answer to the connection's next request.
+            if 100 <= response.status < 200:  # not the answer (see KeepAlivePool.done): ambiguous
                 raise httpx.RemoteProtocolError(f"informational answer {response.status}", request=request)
         except httpx.TransportError:
             connection.close()
@@ -71,10 +69,7 @@ class KeepAliveTransport(httpx.BaseTransport):
         except OSError as error:  # reset, broken pipe
             connection.close()
             raise httpx.ReadError(f"{type(error).__name__}: {error}", request=request) from error
-        if response.will_close:
-            connection.close()
-        else:
-            self._pool.checkin(origin, connection)
+        self._pool.done(origin, connection, response)
         return httpx.Response(
             response.status,
             # http.client decoded them as latin-1: encoded back, any byte survives (httpx wants ASCII str).

@@ -11,7 +11,7 @@ import select
 import ssl as ssl_module
 import threading
 import time
-from http.client import HTTPConnection, HTTPSConnection
+from http.client import HTTPConnection, HTTPResponse, HTTPSConnection
 from ssl import SSLContext
 from typing import Any
 
@@ -22,8 +22,8 @@ Origin = tuple[str, str, int]
 class KeepAlivePool:
     """An idle connection is reused only while young (`idle_expiry`) and still quiet: one the server
     has closed reads as ready and is dropped before it is used, so a request never goes out on a
-    connection already gone. A checked-out connection is the caller's until it checks it back in
-    (after reading the whole answer, and only when the server keeps it open) or closes it."""
+    connection already gone. A checked-out connection is the caller's until it hands it back with
+    `done` (after reading the whole answer) or closes it."""
 
     def __init__(self, *, ssl: SSLContext | None = None, max_idle: int = 32, idle_expiry: float = 30.0) -> None:
         self._ssl = ssl
@@ -52,6 +52,15 @@ class KeepAlivePool:
         if scheme == "https":
             return HTTPSConnection(host, port, timeout=timeout, context=self._ssl or _default_context())
         return HTTPConnection(host, port, timeout=timeout)
+
+    def done(self, origin: Origin, connection: HTTPConnection, response: HTTPResponse) -> None:
+        """After `response` was read whole: the connection goes back to the pool, unless the server
+        closes it or the answer was informational (1xx: http.client passes over 100 Continue only,
+        so the final answer to a 103 would still be on the wire, read as the next request's)."""
+        if response.will_close or 100 <= response.status < 200:
+            connection.close()
+        else:
+            self.checkin(origin, connection)
 
     def checkin(self, origin: Origin, connection: HTTPConnection) -> None:
         with self._lock:

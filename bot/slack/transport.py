@@ -96,10 +96,7 @@ class SlackHttp:
             connection.close()
             self._observe(method, 0, started)
             raise
-        if response.will_close:
-            connection.close()
-        else:
-            self._pool.checkin(origin, connection)
+        self._pool.done(origin, connection, response)
         self._observe(method, response.status, started)
         if not 200 <= response.status < 300:
             raise HTTPError(url, response.status, response.reason, response.msg, io.BytesIO(data))
