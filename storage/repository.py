@@ -125,6 +125,15 @@ def get_request(session: Session, request_id: int) -> AccessRequest | None:
     return session.execute(_REQUEST_BY_ID, {"request_id": request_id}).scalar_one_or_none()
 
 
+_STATUS_BY_ID = select(AccessRequest.status).where(AccessRequest.id == bindparam("request_id"))
+
+
+def status_of(session: Session, request_id: int) -> str | None:
+    """The request's stored status alone: a check that loads nothing else."""
+    status: str | None = session.execute(_STATUS_BY_ID, {"request_id": request_id}).scalar_one_or_none()
+    return status
+
+
 class _OneMore:
     """A value that adds one to the column's stored value in the same update (an attempt counted)."""
 

@@ -185,6 +185,33 @@ def test_the_filing_hands_its_roots_to_the_approval_on_the_same_replica(
         assert "Invite sent" in fake_slack.thread(root)[-1].text
 
 
+def test_a_root_decided_before_the_roots_are_stored_is_redrawn(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
+    """The first approver's DM is clickable while the second is still being posted, before the
+    filing stores either: the approval then finds no root to redraw. Once the filing has stored
+    them it sees the decision and redraws both, so neither keeps offering Approve on a decided request."""
+    second_post = threading.Event()
+    fake_slack.inject(SlackFault(method="chat.postMessage", slow=True, delay=30, skip=1, until=second_post))
+    try:
+        bot.command('request "Acme Production" DNS need to rotate records', user_id=ALICE, wait=False)
+        assert fake_slack.wait_until(lambda: len(fake_slack.calls_to("chat.postMessage")) == 2)
+        [first] = fake_slack.roots()
+        approver = BOB if first.channel == fake_slack.dm_channel(BOB) else CAROL
+        bot.click(first, "request_approve", user_id=approver, wait=False)
+        fake_cf.wait_for_call("POST", r"/members$")
+        assert fake_slack.wait_until(lambda: any("has sent an invite" in m.text for m in fake_slack.dms_to(ALICE)))
+        assert "request_approve" in first.action_ids(), "the approval found no root to redraw"
+    finally:
+        second_post.set()
+    bot.wait_idle()
+    roots = roots_of(fake_slack, 1)
+    assert {root.channel for root in roots} == {fake_slack.dm_channel(BOB), fake_slack.dm_channel(CAROL)}
+    for root in roots:
+        assert root.action_ids() == ["revoke_access"], root.all_text()
+        assert "Invite sent" in root.all_text()
+
+
 def test_a_hold_replacing_one_already_released_does_not_send_it_twice(
     make_bot: BotFactory, fake_slack: FakeSlack, world: World
 ) -> None:

@@ -42,6 +42,7 @@ from storage.repository import (
     add_message,
     create_request,
     open_request_for,
+    status_of,
     transition,
 )
 from storage.states import RequestStatus
@@ -493,10 +494,23 @@ class Filing:
                 f"({escape('; '.join(errors))}). It was closed; tell your Slack admin."
             )
         self._notifier.remember_roots(request.id, [Root(channel_id, ts) for channel_id, ts, _ in posted])
+        self._redraw_if_decided_meanwhile(request.id)
         self._notifier.changed(request)
         if self._settings.approval_channel:
             return f"<#{self._settings.approval_channel}>"
         return mentions(approver_ids)
+
+    def _redraw_if_decided_meanwhile(self, request_id: int) -> None:
+        """A root is clickable once posted, before the roots are stored: a decision made in between
+        redrew no root, and the roots posted after it show the request as pending. Read after the
+        roots are committed, the state is either seen here (and the roots redrawn) or was changed
+        late enough for that decision to find the roots itself. Its thread reply found no thread;
+        the redrawn root and the requester's DM say what happened."""
+        with self._db.session() as session:
+            status = status_of(session, request_id)
+        if status is not None and status != RequestStatus.PENDING.value:
+            log.info("request #%s was decided while its roots were posted: redrawing them", request_id)
+            self._notifier.refresh_roots(request_id, state_changed=False)
 
 
 def filed_message(filed: Filed) -> str:

@@ -93,6 +93,8 @@ class SlackFault:
     slow: bool = False
     # Answer this many matching calls normally first (e.g. fail a walk's second page).
     skip: int = 0
+    # With `slow`: carry the call out as soon as this is set (`delay` is then the longest wait).
+    until: threading.Event | None = None
 
 
 class FakeSlack(FakeServer):
@@ -195,7 +197,10 @@ class FakeSlack(FakeServer):
                 if fault.times <= 0:
                     self.faults.remove(fault)
         if fault and fault.slow:
-            time.sleep(fault.delay)
+            if fault.until is not None:
+                fault.until.wait(fault.delay)
+            else:
+                time.sleep(fault.delay)
             return self._dispatch(api_method, headers, args)
         if fault and fault.after_effect:
             self._dispatch(api_method, headers, dict(args))
