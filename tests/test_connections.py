@@ -300,3 +300,56 @@ def test_cloudflare_calls_leave_the_pool_only_for_a_proxy_of_their_scheme(
         monkeypatch.setenv(name, value)
     chosen = pooled_transport("https://api.cloudflare.com/client/v4")
     assert isinstance(chosen, KeepAliveTransport) is pooled
+
+
+class _EarlyHintingSlack(BaseHTTPRequestHandler):
+    """Slack's Web API on the wire, answering its first call with a 103 Early Hints and the final
+    answer to that call only after the client has given up on it."""
+
+    protocol_version = "HTTP/1.1"
+    hints = 1
+    seen: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).seen.append(self.path)
+        answer: dict[str, Any] = {"ok": True, "channel": "C0OPS00001", "ts": "1700000000.000001"}
+        if self.path.endswith("users.info"):
+            answer = {"ok": True, "user": {"id": ALICE, "name": "alice", "profile": {"email": "alice@example.com"}}}
+        if type(self).hints:
+            type(self).hints -= 1
+            self.send_response_only(103)
+            self.send_header("Link", "</style.css>; rel=preload")
+            self.end_headers()
+            self.wfile.flush()
+            time.sleep(0.3)
+        body = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_an_early_hints_answer_from_slack_never_answers_the_next_call() -> None:
+    """The Slack pool, like Cloudflare's, never reuses a connection after a 1xx: the post it
+    answered fails as an HTTP error (it may have been posted, as after a 5xx), and the next call
+    reads its own answer, not the post's."""
+    handler = type("Handler", (_EarlyHintingSlack,), {"hints": 1, "seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = make_web_client(BOT_TOKEN, f"http://127.0.0.1:{server.server_address[1]}/api/")
+    slack = SlackGateway(client)
+    try:
+        with pytest.raises(SlackError) as lost:
+            slack.post("C0OPS00001", "hello")
+        assert lost.value.response.status_code == 103
+        assert slack.profile(ALICE).email == "alice@example.com"
+        assert handler.seen == ["/api/chat.postMessage", "/api/users.info"]
+    finally:
+        client.http.close()
+        server.shutdown()
+        server.server_close()
