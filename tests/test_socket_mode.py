@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,7 +31,7 @@ from tests.fakes.socket_mode import Ack as Acked
 from tests.fakes.socket_mode import FakeSocketMode, Link
 from tests.harness import BOT_TOKEN, SlackDriver
 from tests.helpers import roots_of
-from tests.process import bot_env
+from tests.process import bot_env, free_port
 from tests.test_replicas import request_status, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +53,8 @@ class SocketModeDriver(SlackDriver):
         self.socket_mode = socket_mode
         self.link: Link | None = None
         self.acks: list[Acked] = []
+        #: Where the process serves /healthz and /metrics.
+        self.ops_url = ""
 
     def signed_post(self, body: str, content_type: str, **_signing: Any) -> httpx.Response:
         assert self.link is not None
@@ -69,7 +72,8 @@ class SocketModeDriver(SlackDriver):
 
 
 def socket_env(fake_slack: FakeSlack, fake_cf: FakeCloudflare, database_url: str, **overrides: str) -> dict[str, str]:
-    env = bot_env(fake_slack, fake_cf, database_url, **{"SLACK_APP_TOKEN": FakeSlack.app_token, **overrides})
+    overrides = {"SLACK_APP_TOKEN": FakeSlack.app_token, "PORT": str(free_port()), **overrides}
+    env = bot_env(fake_slack, fake_cf, database_url, **overrides)
     del env["SLACK_SIGNING_SECRET"]  # Socket Mode needs none
     return env
 
@@ -84,16 +88,14 @@ def socket_bot(
     fake_slack: FakeSlack, fake_cf: FakeCloudflare, database_url: str, socket_mode: FakeSocketMode, log_path: Path
 ) -> Iterator[tuple[subprocess.Popen[bytes], SocketModeDriver]]:
     """`python -m bot socket` as a real process, connected to the fake; killed if a test leaves it running."""
+    env = socket_env(fake_slack, fake_cf, database_url)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "socket"],
-            cwd=ROOT,
-            env=socket_env(fake_slack, fake_cf, database_url),
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "bot", "socket"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
     try:
         driver = SocketModeDriver(fake_slack, socket_mode)
+        driver.ops_url = f"http://127.0.0.1:{env['PORT']}"
         driver.link = socket_mode.wait_link(1, timeout=60)
         yield process, driver
     finally:
@@ -154,6 +156,20 @@ def test_socket_mode_end_to_end(
         driver.command("help", user_id=ALICE)
         assert driver.acks[-1].link == 3
 
+        # Probes and scrapes: /healthz and /metrics on HOST:PORT, and no Slack route there.
+        health = httpx.get(driver.ops_url + "/healthz")
+        assert health.status_code == 200
+        assert health.json() | {"busy_workers": 0} == {
+            "status": "ok",
+            "database": "ok",
+            "slack": "connected",
+            "busy_workers": 0,
+        }
+        scrape = httpx.get(driver.ops_url + "/metrics").text
+        assert ack_count(scrape, "command") >= 4 and ack_count(scrape, "block_actions") >= 1, scrape
+        assert 'cf_access_requests{state="invited"} 1.0' in scrape
+        assert httpx.post(driver.ops_url + "/slack/events", content=b"{}").status_code == 404
+
         # Connected and idle, the process uses next to no CPU (no polling loops).
         before = cpu_seconds(process.pid)
         time.sleep(3.0)
@@ -173,6 +189,29 @@ def test_socket_mode_end_to_end(
             f"disconnect->hello {reconnected_after * 1000:.0f} ms; drop->hello {dropped_after * 1000:.0f} ms; "
             f"idle CPU {idle_cpu:.3f} s in 3 s"
         )
+
+
+def ack_count(scrape: str, kind: str) -> float:
+    """How many acks of `kind` the scrape's ack histogram counted."""
+    prefix = f'cf_access_ack_seconds_count{{kind="{kind}"}} '
+    return sum(float(line.removeprefix(prefix)) for line in scrape.splitlines() if line.startswith(prefix))
+
+
+def test_a_taken_port_is_one_line_naming_it(
+    fake_slack: FakeSlack, fake_cf: FakeCloudflare, database_url: str, socket_mode: FakeSocketMode
+) -> None:
+    """Socket Mode listens on HOST:PORT for /healthz and /metrics only: a port in use stops the start
+    with a clear error (exit 2), before any connection to Slack."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        env = socket_env(fake_slack, fake_cf, database_url, PORT=str(port), LOG_LEVEL="WARNING")
+        result = subprocess.run(
+            [sys.executable, "-m", "bot", "socket"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port} for /healthz and /metrics" in result.stderr
+    assert socket_mode.links == []
 
 
 def test_sigterm_lets_work_in_flight_finish(
@@ -308,13 +347,20 @@ def test_a_lost_connection_is_replaced_within_seconds(socket_mode: FakeSocketMod
 def test_reconnecting_backs_off_while_slack_is_unavailable(
     fake_slack: FakeSlack, socket_mode: FakeSocketMode, run_echo: Any
 ) -> None:
-    run_echo(retry_delays=(0.3,))
+    """And /healthz says so meanwhile: `slack` reads `connecting` until a new link is greeted."""
+    acked: list[tuple[dict[str, Any], float]] = []
+    running = run_echo(retry_delays=(0.3,), on_ack=lambda payload, seconds: acked.append((payload, seconds)))
     first = socket_mode.wait_link(1)
+    assert running.connected.wait(5) and running.runner.link_state() == "connected"
     fake_slack.inject(SlackFault("apps.connections.open", status=500, error="internal_error", times=2))
     socket_mode.drop(first)
+    wait_for(lambda: running.runner.link_state() == "connecting", what="the lost link to show", timeout=5)
     second = socket_mode.wait_link(2, timeout=5)
     assert socket_mode.wait_ack(echo(socket_mode, second, "")).link == 2
     assert len(fake_slack.calls_to("apps.connections.open")) >= 4  # first, the failures, the success
+    assert running.runner.link_state() == "connected"
+    [(payload, seconds)] = acked  # the ack latency metric's observation
+    assert payload["command"] == "/echo" and 0 < seconds < 3
 
 
 def test_background_work_steps_aside_while_an_envelope_is_being_answered(

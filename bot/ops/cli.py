@@ -74,7 +74,9 @@ def cmd_serve(_args: argparse.Namespace) -> int:
 
 
 def cmd_socket(_args: argparse.Namespace) -> int:
+    from bot.ops.metrics import kind_of
     from bot.ops.runtime import Runtime
+    from bot.ops.server import OpsListener
     from bot.ops.socket_mode import SocketModeRefused, SocketModeRunner
 
     settings = load_settings(require=("slack_app_token",))
@@ -82,7 +84,19 @@ def cmd_socket(_args: argparse.Namespace) -> int:
     sys.setswitchinterval(0.001)  # as in serve: acks must not wait long for the GIL
     runtime = Runtime.start(settings, socket_mode=True, db=open_database(settings.database_url))
     assert settings.slack_app_token is not None
-    runner = SocketModeRunner(runtime.bolt_app, settings.slack_app_token.get_secret_value())
+    metrics = runtime.metrics
+    runner = SocketModeRunner(
+        runtime.bolt_app,
+        settings.slack_app_token.get_secret_value(),
+        on_ack=(lambda payload, seconds: metrics.observe_ack(kind_of(payload), seconds)) if metrics else None,
+    )
+    try:
+        listener = OpsListener(runtime.ops_app(runner.link_state), settings.host, settings.port)
+    except ConfigError:
+        runtime.stop()
+        raise
+    listener.start()
+    log.info("serving /healthz and /metrics on http://%s:%s", settings.host, listener.port)
     freeze_startup_objects()
     try:
         # Returns on SIGTERM/SIGINT once the envelopes in flight are acknowledged and the links closed;
@@ -91,6 +105,7 @@ def cmd_socket(_args: argparse.Namespace) -> int:
     except SocketModeRefused as refused:
         raise ConfigError(str(refused)) from None
     finally:
+        listener.stop()
         runtime.stop()
     log.info("stopped")
     return 0

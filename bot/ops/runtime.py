@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -16,7 +17,7 @@ from bot.core.config import Settings
 from bot.ops.app import build_bolt_app
 from bot.ops.metrics import Metrics
 from bot.ops.scheduler import Sweeper, start_scheduler
-from bot.ops.server import create_web_app
+from bot.ops.server import create_web_app, ops_routes
 from bot.ops.wiring import build_services
 from bot.slack.transport import PooledWebClient
 from storage.migrate import upgrade
@@ -73,6 +74,10 @@ class Runtime:
         client = self.services.slack.client
         if isinstance(client, PooledWebClient):
             client.http.close()
+
+    def ops_app(self, slack_link: Callable[[], str]) -> Starlette:
+        """Socket Mode's `/healthz` and `/metrics` (no Slack route: Slack talks over the socket)."""
+        return Starlette(routes=ops_routes(self.services, self.metrics, slack_link=slack_link))
 
     def web_app(self) -> Starlette:
         return create_web_app(

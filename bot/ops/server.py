@@ -6,7 +6,8 @@ dispatched on Starlette's thread pool; listeners ack first and finish on the tra
 Before Bolt sees a request, this module bounds its size and checks Slack's signature over the
 byte-exact body, so nothing from an unsigned sender is ever parsed. Bolt's own signature check
 stays on behind it: it costs one HMAC and keeps the Bolt app safe on any other entry point.
-Socket Mode does not come through here (its envelopes arrive over Slack's authenticated socket).
+Socket Mode does not come through here (its envelopes arrive over Slack's authenticated socket);
+it serves only `/healthz` and `/metrics` on the same HOST/PORT (`OpsListener`), for probes and scrapes.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import hashlib
 import hmac
 import logging
 import secrets
+import socket
+import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from slack_bolt import App
@@ -31,6 +34,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.access.services import Services
+from bot.core.config import ConfigError
 from bot.core.priority import FOREGROUND
 from bot.ops.metrics import CONTENT_TYPE_LATEST, Metrics, kind_of
 from bot.slack.bolt_request import SlackRequest
@@ -114,12 +118,6 @@ def create_web_app(
             metrics.observe_ack(kind_of(bolt_request.body), time.perf_counter() - started)
         return response
 
-    async def metrics_page(_request: Request) -> Response:
-        """Prometheus' scrape: unsigned (Slack never calls it) and off the Slack request path."""
-        if metrics is None:
-            return _error(404, "no metrics in this process")
-        return Response(await run_in_threadpool(metrics.render), media_type=CONTENT_TYPE_LATEST)
-
     async def slack_events(request: Request) -> Response:
         try:
             raw = await read_limited(request)
@@ -145,24 +143,6 @@ def create_web_app(
         }
         return Response(content=bolt_response.body, status_code=bolt_response.status, headers=headers)
 
-    async def healthz(_request: Request) -> Response:
-        def probe() -> None:
-            with services.db.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-
-        try:
-            await run_in_threadpool(probe)
-        except Exception as error:
-            log.error("health check failed: database unreachable (%s)", type(error).__name__)
-            return JSONResponse({"status": "unhealthy", "database": "unreachable"}, status_code=503)
-        return JSONResponse(
-            {
-                "status": "ok",
-                "database": "ok",
-                "busy_workers": services.executor.unfinished + services.listener_executor.unfinished,
-            }
-        )
-
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         if on_startup:
@@ -174,10 +154,69 @@ def create_web_app(
                 await run_in_threadpool(on_shutdown)
 
     return Starlette(
-        routes=[
-            Route("/slack/events", slack_events, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/metrics", metrics_page, methods=["GET"]),
-        ],
+        routes=[Route("/slack/events", slack_events, methods=["POST"]), *ops_routes(services, metrics)],
         lifespan=lifespan,
     )
+
+
+def ops_routes(
+    services: Services, metrics: Metrics | None, *, slack_link: Callable[[], str] | None = None
+) -> list[Route]:
+    """`GET /healthz` and `GET /metrics`: unsigned (Slack never calls them) and off the Slack path.
+    `slack_link`: the state of Socket Mode's connection, shown by `/healthz` (not counted against it:
+    the runner reconnects by itself, and a restart would not reach Slack any sooner)."""
+
+    async def metrics_page(_request: Request) -> Response:
+        if metrics is None:
+            return _error(404, "no metrics in this process")
+        return Response(await run_in_threadpool(metrics.render), media_type=CONTENT_TYPE_LATEST)
+
+    async def healthz(_request: Request) -> Response:
+        def probe() -> None:
+            with services.db.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+
+        try:
+            await run_in_threadpool(probe)
+        except Exception as error:
+            log.error("health check failed: database unreachable (%s)", type(error).__name__)
+            return JSONResponse({"status": "unhealthy", "database": "unreachable"}, status_code=503)
+        body: dict[str, Any] = {"status": "ok", "database": "ok"}
+        if slack_link is not None:
+            body["slack"] = slack_link()
+        body["busy_workers"] = services.executor.unfinished + services.listener_executor.unfinished
+        return JSONResponse(body)
+
+    return [Route("/healthz", healthz, methods=["GET"]), Route("/metrics", metrics_page, methods=["GET"])]
+
+
+class OpsListener:
+    """`/healthz` and `/metrics` for Socket Mode, which has no HTTP server of its own: uvicorn on a
+    thread, on a socket bound here, so a taken port stops the start with a clear error instead of
+    ending a thread nobody watches."""
+
+    def __init__(self, app: Starlette, host: str, port: int) -> None:
+        import uvicorn  # only the long-running commands listen
+
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            self._socket = socket.create_server((host, port), family=family)
+        except OSError as error:
+            raise ConfigError(
+                f"cannot listen on {host}:{port} for /healthz and /metrics ({error.strerror or error}); "
+                "set HOST and PORT to a free address"
+            ) from None
+        self.port: int = self._socket.getsockname()[1]
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, name="ops-http", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout)
+        self._socket.close()

@@ -25,6 +25,7 @@ import json
 import logging
 import random
 import signal
+import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -100,7 +101,9 @@ class SocketModeRunner:
         drain_timeout: float = 10.0,
         retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0),
         workers: int = 10,
+        on_ack: Callable[[dict[str, Any], float], None] | None = None,
     ) -> None:
+        """`on_ack(payload, seconds)`: after each envelope is acknowledged (the ack latency metric)."""
         self._app = app
         self._app_token = app_token
         self._client: WebClient = client or app.client
@@ -118,6 +121,7 @@ class SocketModeRunner:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested = False
+        self._on_ack = on_ack
 
     # --- public ------------------------------------------------------------------------------
 
@@ -127,6 +131,12 @@ class SocketModeRunner:
         Raises SocketModeRefused when Slack refuses the app-level token.
         """
         asyncio.run(self._run(on_connected))
+
+    def link_state(self) -> str:
+        """`connected` while a link Slack has greeted is open, else `connecting` (any thread)."""
+        link = self._current
+        ready = link is not None and link.ready.is_set() and not link.closed.is_set()
+        return "connected" if ready else "connecting"
 
     def stop(self) -> None:
         """Graceful stop, callable from any thread (signals are handled by `run` itself)."""
@@ -322,11 +332,14 @@ class SocketModeRunner:
             log.debug("Socket Mode: ignored a %s message", kind)
 
     async def _handle(self, link: _Link, message: dict[str, Any]) -> None:
+        started = time.perf_counter()
         try:
             with FOREGROUND.answering():  # the work pools step aside until this envelope is acked
                 ack = await asyncio.get_running_loop().run_in_executor(self._workers, self._dispatch, message)
                 if ack is not None:
                     await self._send(link, json.dumps(ack))
+                    if self._on_ack is not None:
+                        self._on_ack(message.get("payload") or {}, time.perf_counter() - started)
         except Exception:
             log.exception("Socket Mode: envelope %s failed", message.get("envelope_id"))
         finally:
