@@ -12,7 +12,7 @@ import bot.access.notifier as notifier_module
 from bot.access.notifier import Announcement
 from tests.conftest import ALICE, BOB, CAROL, FALLBACK, MALLORY, PG_IDS, ROLE_IDS, BotFactory, World
 from tests.fakes.cloudflare import FakeCloudflare, Fault
-from tests.fakes.slack import FakeSlack, SlackFault
+from tests.fakes.slack import FakeSlack, Message, SlackFault
 from tests.harness import BotUnderTest
 from tests.helpers import file_request, roots_of, stored
 
@@ -185,12 +185,12 @@ def test_the_filing_hands_its_roots_to_the_approval_on_the_same_replica(
         assert "Invite sent" in fake_slack.thread(root)[-1].text
 
 
-def test_a_root_decided_before_the_roots_are_stored_is_redrawn(
-    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
-) -> None:
-    """The first approver's DM is clickable while the second is still being posted, before the
-    filing stores either: the approval then finds no root to redraw. Once the filing has stored
-    them it sees the decision and redraws both, so neither keeps offering Approve on a decided request."""
+def _approve_while_the_second_root_is_posted(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, *, outcome_first: bool = True
+) -> Message:
+    """File Alice's request with the second approver's DM held by Slack, approve the first root
+    meanwhile, and let the DM go once the invite's POST is out (and, with `outcome_first`, once its
+    outcome has been told)."""
     second_post = threading.Event()
     fake_slack.inject(SlackFault(method="chat.postMessage", slow=True, delay=30, skip=1, until=second_post))
     try:
@@ -200,14 +200,40 @@ def test_a_root_decided_before_the_roots_are_stored_is_redrawn(
         approver = BOB if first.channel == fake_slack.dm_channel(BOB) else CAROL
         bot.click(first, "request_approve", user_id=approver, wait=False)
         fake_cf.wait_for_call("POST", r"/members$")
-        assert fake_slack.wait_until(lambda: any("has sent an invite" in m.text for m in fake_slack.dms_to(ALICE)))
+        if outcome_first:
+            assert fake_slack.wait_until(lambda: any("has sent an invite" in m.text for m in fake_slack.dms_to(ALICE)))
         assert "request_approve" in first.action_ids(), "the approval found no root to redraw"
+        return first
     finally:
         second_post.set()
+
+
+def test_a_root_decided_before_the_roots_are_stored_is_redrawn(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
+    """The first approver's DM is clickable while the second is still being posted, before the
+    filing stores either: the approval then finds no root to redraw. Once the filing has stored
+    them it sees the decision and redraws both, so neither keeps offering Approve on a decided request."""
+    _approve_while_the_second_root_is_posted(bot, fake_slack, fake_cf)
     bot.wait_idle()
     roots = roots_of(fake_slack, 1)
     assert {root.channel for root in roots} == {fake_slack.dm_channel(BOB), fake_slack.dm_channel(CAROL)}
     for root in roots:
+        assert root.action_ids() == ["revoke_access"], root.all_text()
+        assert "Invite sent" in root.all_text()
+
+
+def test_a_late_redraw_never_lands_after_a_newer_one(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
+    """The filing's late redraw reads `approved`, then Slack asks it to wait (429) while the invite's
+    outcome is drawn: the outcome's redraw waits for it, so the roots end on the newer state."""
+    fake_cf.inject(Fault("POST", r"/members$", status=200, after_effect=True, delay=0.5))
+    fake_slack.inject(SlackFault(method="chat.update", status=429, retry_after=1))
+    _approve_while_the_second_root_is_posted(bot, fake_slack, fake_cf, outcome_first=False)
+    bot.wait_idle()
+    assert len(fake_slack.calls_to("chat.update")) >= 3, "the filing's redraw was retried after the 429"
+    for root in roots_of(fake_slack, 1):
         assert root.action_ids() == ["revoke_access"], root.all_text()
         assert "Invite sent" in root.all_text()
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -92,7 +93,9 @@ class Notifier:
         self._deadlines = Deadlines("held-announcements")
         #: Each request's roots, as filed: they never change, so reading them once is enough.
         self._roots: OrderedDict[int, tuple[Root, ...]] = OrderedDict()
-        self._lock = threading.Lock()  # guards `_held` and `_roots`
+        self._lock = threading.Lock()  # guards `_held`, `_roots` and `_drawing`
+        #: A lock per request being redrawn, and how many redraws hold or wait for it.
+        self._drawing: dict[int, tuple[threading.Lock, int]] = {}
         self._slack = slack
         self._db = db
         self._directory = directory
@@ -247,11 +250,38 @@ class Notifier:
                 log.exception("could not send the held messages of #%s at shutdown", request_id)
 
     def _redraw(self, request_id: int, *, state_changed: bool = True) -> bool:
+        with self._drawing_of(request_id):
+            request, ok = self._draw(request_id)
+        if request is not None and state_changed:
+            self.changed(request)
+        return ok
+
+    @contextmanager
+    def _drawing_of(self, request_id: int) -> Iterator[None]:
+        """One redraw of a request at a time in this process, from its read to its last update: a
+        redraw that reads a later state also lands later (the filing's late redraw and the invite
+        outcome's, say, or a `chat.update` retried after a 429, never put an older state back)."""
+        with self._lock:
+            lock, users = self._drawing.get(request_id, (None, 0))
+            lock = lock or threading.Lock()
+            self._drawing[request_id] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._lock:
+                lock, users = self._drawing[request_id]
+                if users == 1:
+                    del self._drawing[request_id]
+                else:
+                    self._drawing[request_id] = (lock, users - 1)
+
+    def _draw(self, request_id: int) -> tuple[AccessRequest | None, bool]:
         with self._db.session() as session:
             request = get_request(session, request_id)
             messages = self._roots_of(request_id, session)
         if request is None:
-            return True
+            return None, True
         blocks = self.render_root(request)
         ok = True
         for message in messages:
@@ -272,9 +302,7 @@ class Notifier:
                     request_id,
                     slack_sync_due_at=None if ok else self._clock.now() + SLACK_REPAIR_DELAY,
                 )
-        if state_changed:
-            self.changed(request)
-        return ok
+        return request, ok
 
     def changed(self, request: AccessRequest) -> None:
         for hook in self.on_change:
