@@ -4,6 +4,7 @@ And Block Kit serialisation, the other per-call cost the issue's profile named."
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import socket
@@ -303,16 +304,18 @@ def test_cloudflare_calls_leave_the_pool_only_for_a_proxy_of_their_scheme(
 
 
 class _EarlyHintingSlack(BaseHTTPRequestHandler):
-    """Slack's Web API on the wire, answering its first call with a 103 Early Hints and the final
-    answer to that call only after the client has given up on it."""
+    """Slack's Web API on the wire, answering its first call with a 103 Early Hints, and the final
+    answer to that call only once the next call has arrived (or after 5 s): a client that sent the
+    next call on the same connection would read that answer as its own."""
 
     protocol_version = "HTTP/1.1"
     hints = 1
-    seen: ClassVar[list[str]] = []
+    next_call = threading.Event()
+    seen: ClassVar[list[tuple[str, int]]] = []
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).seen.append(self.path)
+        type(self).seen.append((self.path, self.client_address[1]))
         answer: dict[str, Any] = {"ok": True, "channel": "C0OPS00001", "ts": "1700000000.000001"}
         if self.path.endswith("users.info"):
             answer = {"ok": True, "user": {"id": ALICE, "name": "alice", "profile": {"email": "alice@example.com"}}}
@@ -322,13 +325,16 @@ class _EarlyHintingSlack(BaseHTTPRequestHandler):
             self.send_header("Link", "</style.css>; rel=preload")
             self.end_headers()
             self.wfile.flush()
-            time.sleep(0.3)
+            type(self).next_call.wait(5)
+        else:
+            type(self).next_call.set()
         body = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        with contextlib.suppress(OSError):  # the client may have closed the connection the 103 came on
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -337,8 +343,8 @@ class _EarlyHintingSlack(BaseHTTPRequestHandler):
 def test_an_early_hints_answer_from_slack_never_answers_the_next_call() -> None:
     """The Slack pool, like Cloudflare's, never reuses a connection after a 1xx: the post it
     answered fails as an HTTP error (it may have been posted, as after a 5xx), and the next call
-    reads its own answer, not the post's."""
-    handler = type("Handler", (_EarlyHintingSlack,), {"hints": 1, "seen": []})
+    goes out on a new connection and reads its own answer, not the post's."""
+    handler = type("Handler", (_EarlyHintingSlack,), {"hints": 1, "next_call": threading.Event(), "seen": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     client = make_web_client(BOT_TOKEN, f"http://127.0.0.1:{server.server_address[1]}/api/")
@@ -348,7 +354,8 @@ def test_an_early_hints_answer_from_slack_never_answers_the_next_call() -> None:
             slack.post("C0OPS00001", "hello")
         assert lost.value.response.status_code == 103
         assert slack.profile(ALICE).email == "alice@example.com"
-        assert handler.seen == ["/api/chat.postMessage", "/api/users.info"]
+        [(post, post_port), (info, info_port)] = handler.seen
+        assert (post, info) == ("/api/chat.postMessage", "/api/users.info") and post_port != info_port
     finally:
         client.http.close()
         server.shutdown()
