@@ -90,22 +90,20 @@ def cmd_socket(_args: argparse.Namespace) -> int:
         settings.slack_app_token.get_secret_value(),
         on_ack=(lambda payload, seconds: metrics.observe_ack(kind_of(payload), seconds)) if metrics else None,
     )
+    listener: OpsListener | None = None
     try:
         listener = OpsListener(runtime.ops_app(runner.link_state), settings.host, settings.port)
-    except ConfigError:
-        runtime.stop()
-        raise
-    listener.start()
-    log.info("serving /healthz and /metrics on http://%s:%s", settings.host, listener.port)
-    freeze_startup_objects()
-    try:
+        listener.start()
+        log.info("serving /healthz and /metrics on http://%s:%s", settings.host, listener.port)
+        freeze_startup_objects()
         # Returns on SIGTERM/SIGINT once the envelopes in flight are acknowledged and the links closed;
         # runtime.stop() then finishes post-ack work and stops the scheduler, as serve's shutdown does.
         runner.run(on_connected=runtime.begin_background_work)
     except SocketModeRefused as refused:
         raise ConfigError(str(refused)) from None
     finally:
-        listener.stop()
+        if listener is not None:
+            listener.stop()
         runtime.stop()
     log.info("stopped")
     return 0

@@ -336,10 +336,8 @@ class SocketModeRunner:
         try:
             with FOREGROUND.answering():  # the work pools step aside until this envelope is acked
                 ack = await asyncio.get_running_loop().run_in_executor(self._workers, self._dispatch, message)
-                if ack is not None:
-                    await self._send(link, json.dumps(ack))
-                    if self._on_ack is not None:
-                        self._on_ack(message.get("payload") or {}, time.perf_counter() - started)
+                if ack is not None and await self._send(link, json.dumps(ack)) and self._on_ack is not None:
+                    self._on_ack(message.get("payload") or {}, time.perf_counter() - started)
         except Exception:
             log.exception("Socket Mode: envelope %s failed", message.get("envelope_id"))
         finally:
@@ -365,15 +363,17 @@ class SocketModeRunner:
             )
         return ack
 
-    async def _send(self, link: _Link, ack: str) -> None:
-        """Acks go back on the envelope's link, or on the current one if that link has gone."""
+    async def _send(self, link: _Link, ack: str) -> bool:
+        """Acks go back on the envelope's link, or on the current one if that link has gone; False
+        when neither could take it."""
         for candidate in (link, self._current):
             if candidate is None or candidate.closed.is_set():
                 continue
             with contextlib.suppress(ConnectionClosed):
                 await candidate.ws.send(ack)
-                return
+                return True
         log.warning("Socket Mode: no open connection to acknowledge an envelope; Slack will retry or report it")
+        return False
 
     # --- shutdown ----------------------------------------------------------------------------
 
