@@ -253,16 +253,33 @@ def requests_of(session: Session, requester_slack_id: str, *, limit: int = 20) -
     ).all()
 
 
-def pending_for_accounts(session: Session, account_ids: Iterable[str], *, limit: int = 50) -> Sequence[AccessRequest]:
+def pending_for_accounts(
+    session: Session, account_ids: Iterable[str], *, limit: int = 50, not_from: str | None = None
+) -> Sequence[AccessRequest]:
+    """The oldest pending requests for `account_ids`, but none filed by `not_from` (who cannot decide them)."""
     ids = list(account_ids)
     if not ids:
         return []
     return session.scalars(
         select(AccessRequest)
-        .where(AccessRequest.status == RequestStatus.PENDING.value, AccessRequest.account_id.in_(ids))
+        .where(*_pending_in(ids, not_from))
         .order_by(AccessRequest.created_at, AccessRequest.id)
         .limit(limit)
     ).all()
+
+
+def count_pending_for_accounts(session: Session, account_ids: Iterable[str], *, not_from: str | None = None) -> int:
+    ids = list(account_ids)
+    if not ids:
+        return 0
+    return session.scalar(select(func.count()).select_from(AccessRequest).where(*_pending_in(ids, not_from))) or 0
+
+
+def _pending_in(account_ids: list[str], not_from: str | None) -> list[ColumnElement[bool]]:
+    conditions = [AccessRequest.status == RequestStatus.PENDING.value, AccessRequest.account_id.in_(account_ids)]
+    if not_from is not None:
+        conditions.append(AccessRequest.requester_slack_id != not_from)
+    return conditions
 
 
 def pending_account_ids(session: Session, account_ids: Iterable[str]) -> set[str]:

@@ -219,6 +219,20 @@ def test_home_tab_copes_with_content_over_block_kit_limits(
     assert "…and 40 more waiting for your decision" in footer and "`/cf-access pending`" in footer
 
 
+def test_an_approver_with_hundreds_waiting_is_told_exactly_how_many(
+    bot: BotUnderTest, fake_slack: FakeSlack, world: World
+) -> None:
+    """The tab loads only the requests it shows and counts the rest, so the count is exact however
+    many wait (it was capped at the 200 loaded), and the approver's own request is not among them."""
+    _insert(bot, 250, requester_slack_id="U0REQ{n:05d}", account_id=world.acme, account_name="Acme Production")
+    _insert(bot, 1, requester_slack_id=BOB, account_id=world.acme, account_name="Acme Production")
+    view = open_home(bot, fake_slack, BOB)
+    shown = sum(1 for block in view["blocks"] if block["type"] == "section" and "U0REQ" in json.dumps(block))
+    footer = " ".join(element["text"] for element in view["blocks"][-1]["elements"])
+    assert 0 < shown <= 20
+    assert f"…and {250 - shown} more waiting for your decision" in footer, footer
+
+
 def test_home_view_builder_stays_within_limits_for_any_input() -> None:
     """The builder itself: far more entries than fit, each as long as it can be, and a picker with 100 roles."""
     now = datetime(2026, 1, 1, tzinfo=UTC)

@@ -16,12 +16,17 @@ from bot.cloudflare.errors import CloudflareError
 from bot.slack.gateway import SlackError, View
 from bot.slack.home import grant_key, home_view
 from storage.models import AccessRequest
-from storage.repository import home_viewers_among, pending_account_ids, pending_for_accounts, requests_of
+from storage.repository import (
+    count_pending_for_accounts,
+    home_viewers_among,
+    pending_account_ids,
+    pending_for_accounts,
+    requests_of,
+)
 
 log = logging.getLogger(__name__)
 MAX_OWN = 15
 MAX_PENDING = 20
-MAX_CANDIDATES = 200
 
 
 def build_home(services: Services, user_id: str) -> View:
@@ -44,11 +49,11 @@ def build_home(services: Services, user_id: str) -> View:
     except CloudflareError:
         approvable = set()
     with services.db.session() as session:
-        candidates = list(pending_for_accounts(session, sorted(approvable), limit=MAX_CANDIDATES))
-    all_waiting = [
-        request for request in candidates if request.account_id in approvable and request.requester_slack_id != user_id
-    ]
-    waiting = all_waiting[:MAX_PENDING]
+        # Only the rows shown; the rest are counted (an approver of a busy account has hundreds waiting).
+        waiting = list(pending_for_accounts(session, sorted(approvable), limit=MAX_PENDING, not_from=user_id))
+        waiting_total = len(waiting)
+        if waiting_total == MAX_PENDING:
+            waiting_total = count_pending_for_accounts(session, sorted(approvable), not_from=user_id)
     grantable = {
         grant_key(request): _grantable(services, request.account_id, zoned=bool(request.zone_ids))
         for request in waiting
@@ -62,7 +67,7 @@ def build_home(services: Services, user_id: str) -> View:
         grantable_roles=grantable,
         now=services.clock.now(),
         own_total=own_total,
-        waiting_total=len(all_waiting),
+        waiting_total=waiting_total,
         review=reviewed,
         reviewed_at=reviewed_at,
     )
