@@ -359,6 +359,7 @@ def test_reconnecting_backs_off_while_slack_is_unavailable(
     assert socket_mode.wait_ack(echo(socket_mode, second, "")).link == 2
     assert len(fake_slack.calls_to("apps.connections.open")) >= 4  # first, the failures, the success
     assert running.runner.link_state() == "connected"
+    wait_for(lambda: bool(acked), what="the ack to be observed", timeout=5)  # just after it was sent
     [(payload, seconds)] = acked  # the ack latency metric's observation
     assert payload["command"] == "/echo" and 0 < seconds < 3
 
