@@ -9,7 +9,6 @@ import gzip
 import json
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
@@ -144,8 +143,9 @@ class _Cloudflare(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     close_after_answer = False
-    #: Answers to precede with a 103 Early Hints.
+    #: Answers to precede with a 103 Early Hints; each is finished only once the next call arrives.
     early_hints = 0
+    next_call = threading.Event()
     closed = threading.Event()
     seen: ClassVar[list[str]] = []
     encodings: ClassVar[list[str]] = []
@@ -161,27 +161,35 @@ class _Cloudflare(BaseHTTPRequestHandler):
         type(self).seen.append(f"{self.command} {self.path}")
         if type(self).early_hints:
             type(self).early_hints -= 1
-            self.send_response_only(103)
-            self.send_header("Link", "</style.css>; rel=preload")
-            self.end_headers()
-            self.wfile.flush()
-            time.sleep(0.3)  # the origin is slow: the final answer comes after the client has moved on
+            _send_early_hints(self)
+            type(self).next_call.wait(5)  # the origin is slow: the final answer comes after the next call
+        else:
+            type(self).next_call.set()
         body = json.dumps({"success": True, "errors": [], "messages": [], "result": result}).encode()
         data = gzip.compress(body) if "gzip" in self.headers.get("Accept-Encoding", "") else body
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("CF-Note", "café")  # not ASCII: latin-1 on the wire, as HTTP allows
-        if data != body:
-            self.send_header("Content-Encoding", "gzip")
-            type(self).encodings.append("gzip")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        with contextlib.suppress(OSError):  # after a 103, the client may have closed the connection
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("CF-Note", "café")  # not ASCII: latin-1 on the wire, as HTTP allows
+            if data != body:
+                self.send_header("Content-Encoding", "gzip")
+                type(self).encodings.append("gzip")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
         # Closed without a `Connection: close`: the client learns it only from the socket.
         self.close_connection = type(self).close_after_answer
 
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+
+def _send_early_hints(handler: BaseHTTPRequestHandler) -> None:
+    """A 103 Early Hints, on the wire at once; the final answer follows later."""
+    handler.send_response_only(103)
+    handler.send_header("Link", "</style.css>; rel=preload")
+    handler.end_headers()
+    handler.wfile.flush()
 
 
 class _ClosingServer(ThreadingHTTPServer):
@@ -193,7 +201,9 @@ class _ClosingServer(ThreadingHTTPServer):
 @pytest.fixture
 def bare_cloudflare() -> Iterator[tuple[str, type[_Cloudflare]]]:
     handler = type(
-        "Handler", (_Cloudflare,), {"closed": threading.Event(), "seen": [], "encodings": [], "early_hints": 0}
+        "Handler",
+        (_Cloudflare,),
+        {"closed": threading.Event(), "seen": [], "encodings": [], "early_hints": 0, "next_call": threading.Event()},
     )
     server = _ClosingServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -321,10 +331,7 @@ class _EarlyHintingSlack(BaseHTTPRequestHandler):
             answer = {"ok": True, "user": {"id": ALICE, "name": "alice", "profile": {"email": "alice@example.com"}}}
         if type(self).hints:
             type(self).hints -= 1
-            self.send_response_only(103)
-            self.send_header("Link", "</style.css>; rel=preload")
-            self.end_headers()
-            self.wfile.flush()
+            _send_early_hints(self)
             type(self).next_call.wait(5)
         else:
             type(self).next_call.set()
