@@ -208,12 +208,20 @@ def _approve_while_the_second_root_is_posted(
         second_post.set()
 
 
+def _assert_told_once_in_order(thread: list[Message]) -> None:
+    """The approval, then the invite, each said once (in one reply or two)."""
+    text = "\n".join(m.text for m in thread)
+    assert text.count("Approved by") == 1 and text.count("Invite sent to alice@example.com") == 1, text
+    assert text.index("Approved by") < text.index("Invite sent to alice@example.com"), text
+
+
 def test_a_root_decided_before_the_roots_are_stored_is_redrawn(
     bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
 ) -> None:
     """The first approver's DM is clickable while the second is still being posted, before the
-    filing stores either: the approval then finds no root to redraw. Once the filing has stored
-    them it sees the decision and redraws both, so neither keeps offering Approve on a decided request."""
+    filing stores either: the approval then finds no root to redraw and no thread to reply in.
+    Once the filing has stored them it sees the decision and redraws both, so neither keeps offering
+    Approve on a decided request, and the reply that waited goes out in both threads."""
     _approve_while_the_second_root_is_posted(bot, fake_slack, fake_cf)
     bot.wait_idle()
     roots = roots_of(fake_slack, 1)
@@ -221,6 +229,7 @@ def test_a_root_decided_before_the_roots_are_stored_is_redrawn(
     for root in roots:
         assert root.action_ids() == ["revoke_access"], root.all_text()
         assert "Invite sent" in root.all_text()
+        _assert_told_once_in_order(fake_slack.thread(root))
 
 
 def test_a_late_redraw_never_lands_after_a_newer_one(
@@ -236,6 +245,7 @@ def test_a_late_redraw_never_lands_after_a_newer_one(
     for root in roots_of(fake_slack, 1):
         assert root.action_ids() == ["revoke_access"], root.all_text()
         assert "Invite sent" in root.all_text()
+        _assert_told_once_in_order(fake_slack.thread(root))
 
 
 def test_a_hold_replacing_one_already_released_does_not_send_it_twice(

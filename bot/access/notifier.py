@@ -42,6 +42,8 @@ SLACK_REPAIR_DELAY = timedelta(minutes=1)
 QUEUED_HOLD = 10.0
 #: Requests whose thread roots are remembered (they are written once, when the request is filed).
 ROOTS_REMEMBERED = 4096
+#: Requests whose thread replies are kept while their roots are not stored yet (see `reply`).
+UNTHREADED_KEPT = 256
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,9 @@ class Notifier:
         self._deadlines = Deadlines("held-announcements")
         #: Each request's roots, as filed: they never change, so reading them once is enough.
         self._roots: OrderedDict[int, tuple[Root, ...]] = OrderedDict()
-        self._lock = threading.Lock()  # guards `_held`, `_roots` and `_drawing`
+        #: Replies that found no thread yet, by request, sent when the filing stores its roots.
+        self._unthreaded: OrderedDict[int, list[tuple[str, Sequence[Block]]]] = OrderedDict()
+        self._lock = threading.Lock()  # guards `_held`, `_roots`, `_unthreaded` and `_drawing`
         #: A lock per request being redrawn, and how many redraws hold or wait for it.
         self._drawing: dict[int, tuple[threading.Lock, int]] = {}
         self._slack = slack
@@ -312,12 +316,32 @@ class Notifier:
                 log.exception("after-change hook failed for #%s", request.id)
 
     def reply(self, request_id: int, text: str, blocks: Sequence[Block] = ()) -> int:
-        """Post `text` in every copy's thread; returns how many threads got it."""
-        messages = self._roots_of(request_id)
+        """Post `text` in every copy's thread; returns how many threads got it.
+
+        A root can be clicked before the filing has stored the roots: a reply then has no thread
+        yet, and is kept until the filing (in this process) stores them, then posted in each."""
+        roots = self._roots_of(request_id)
+        if not roots:
+            with self._lock:
+                roots = self._roots.get(request_id, ())  # stored meanwhile?
+                if not roots:
+                    self._unthreaded.setdefault(request_id, []).append((text, blocks))
+                    self._unthreaded.move_to_end(request_id)
+                    while len(self._unthreaded) > UNTHREADED_KEPT:
+                        self._unthreaded.popitem(last=False)
+                    return 0
+        if self._unthreaded:  # replies kept for these roots go first (read here before the hand-over)
+            with self._lock:
+                waiting = self._unthreaded.pop(request_id, [])
+            for earlier, earlier_blocks in waiting:
+                self._post(request_id, roots, earlier, earlier_blocks)
+        return self._post(request_id, roots, text, blocks)
+
+    def _post(self, request_id: int, roots: Sequence[Root], text: str, blocks: Sequence[Block]) -> int:
         delivered = 0
-        for message in messages:
+        for root in roots:
             try:
-                self._slack.post(message.channel_id, text, blocks or text_block(text), thread_ts=message.ts)
+                self._slack.post(root.channel_id, text, blocks or text_block(text), thread_ts=root.ts)
                 delivered += 1
             except SlackError as error:
                 log.warning("could not reply in the thread of #%s: %s", request_id, error.code)
@@ -335,19 +359,29 @@ class Notifier:
             with self._db.session() as own:
                 return self._roots_of(request_id, own)
         roots = tuple(Root(m.channel_id, m.ts) for m in messages_for(session, request_id))
-        self.remember_roots(request_id, roots)
+        if roots:
+            with self._lock:  # replies waiting for them go out with the filing's hand-over
+                self._keep_roots(request_id, roots)
         return roots
 
     def remember_roots(self, request_id: int, roots: Sequence[Root]) -> None:
         """Keep a request's roots as stored (the filing hands them over once committed, so its
-        approval, usually on this replica, need not read them back)."""
+        approval, usually on this replica, need not read them back), and post the replies that
+        were waiting for them, in order."""
         if not roots:
             return
         with self._lock:
-            self._roots[request_id] = tuple(roots)
-            self._roots.move_to_end(request_id)
-            while len(self._roots) > ROOTS_REMEMBERED:
-                self._roots.popitem(last=False)
+            self._keep_roots(request_id, roots)
+            waiting = self._unthreaded.pop(request_id, [])
+        for text, blocks in waiting:
+            self._post(request_id, roots, text, blocks)
+
+    def _keep_roots(self, request_id: int, roots: Sequence[Root]) -> None:
+        """Remember `roots` (the caller holds `_lock`)."""
+        self._roots[request_id] = tuple(roots)
+        self._roots.move_to_end(request_id)
+        while len(self._roots) > ROOTS_REMEMBERED:
+            self._roots.popitem(last=False)
 
     def tell(self, user_id: str, text: str, blocks: Sequence[Block] = ()) -> bool:
         try:
