@@ -449,6 +449,13 @@ class Filing:
 
     def _route(self, request: AccessRequest, approver_ids: list[str]) -> str:
         """Post the thread root once to APPROVAL_CHANNEL, or as a DM to each approver."""
+        self._notifier.filing_started(request.id)
+        try:
+            return self._post_roots(request, approver_ids)
+        finally:  # the replies a decision made meanwhile go out now, after the roots' late redraw
+            self._notifier.filing_done(request.id)
+
+    def _post_roots(self, request: AccessRequest, approver_ids: list[str]) -> str:
         grantable = self._directory.requestable(request.account_id, zoned=bool(request.zone_ids))
         blocks = request_root(
             request,

@@ -42,8 +42,6 @@ SLACK_REPAIR_DELAY = timedelta(minutes=1)
 QUEUED_HOLD = 10.0
 #: Requests whose thread roots are remembered (they are written once, when the request is filed).
 ROOTS_REMEMBERED = 4096
-#: Requests whose thread replies are kept while their roots are not stored yet (see `reply`).
-UNTHREADED_KEPT = 256
 
 
 @dataclass(frozen=True)
@@ -95,9 +93,10 @@ class Notifier:
         self._deadlines = Deadlines("held-announcements")
         #: Each request's roots, as filed: they never change, so reading them once is enough.
         self._roots: OrderedDict[int, tuple[Root, ...]] = OrderedDict()
-        #: Replies that found no thread yet, by request, sent when the filing stores its roots.
-        self._unthreaded: OrderedDict[int, list[tuple[str, Sequence[Block]]]] = OrderedDict()
-        self._lock = threading.Lock()  # guards `_held`, `_roots`, `_unthreaded` and `_drawing`
+        #: Requests this process is filing (posting and storing their roots), with the replies that
+        #: came meanwhile: they go out, in order, once the roots are stored (`filing_done`).
+        self._filing: dict[int, list[tuple[str, Sequence[Block]]]] = {}
+        self._lock = threading.Lock()  # guards `_held`, `_roots`, `_filing` and `_drawing`
         #: A lock per request being redrawn, and how many redraws hold or wait for it.
         self._drawing: dict[int, tuple[threading.Lock, int]] = {}
         self._slack = slack
@@ -318,24 +317,38 @@ class Notifier:
     def reply(self, request_id: int, text: str, blocks: Sequence[Block] = ()) -> int:
         """Post `text` in every copy's thread; returns how many threads got it.
 
-        A root can be clicked before the filing has stored the roots: a reply then has no thread
-        yet, and is kept until the filing (in this process) stores them, then posted in each."""
-        roots = self._roots_of(request_id)
-        if not roots:
+        A root can be clicked before the filing has stored the roots. While this process files the
+        request, a reply waits, in order, and goes out in each thread once they are stored."""
+        with self._lock:
+            waiting = self._filing.get(request_id)
+            if waiting is not None:
+                waiting.append((text, blocks))
+                return 0
+        return self._post(request_id, self._roots_of(request_id), text, blocks)
+
+    def filing_started(self, request_id: int) -> None:
+        """The filing is about to post `request_id`'s roots: its replies wait for `filing_done`."""
+        with self._lock:
+            self._filing.setdefault(request_id, [])
+
+    def filing_done(self, request_id: int) -> None:
+        """Post the replies that waited, in order, in the threads the filing stored (those that
+        come while these go out wait behind them); without roots there is no thread for them."""
+        while True:
             with self._lock:
-                roots = self._roots.get(request_id, ())  # stored meanwhile?
-                if not roots:
-                    self._unthreaded.setdefault(request_id, []).append((text, blocks))
-                    self._unthreaded.move_to_end(request_id)
-                    while len(self._unthreaded) > UNTHREADED_KEPT:
-                        self._unthreaded.popitem(last=False)
-                    return 0
-        if self._unthreaded:  # replies kept for these roots go first (read here before the hand-over)
-            with self._lock:
-                waiting = self._unthreaded.pop(request_id, [])
-            for earlier, earlier_blocks in waiting:
-                self._post(request_id, roots, earlier, earlier_blocks)
-        return self._post(request_id, roots, text, blocks)
+                waiting = self._filing.get(request_id, [])
+                roots = self._roots.get(request_id, ())
+                if not waiting or not roots:
+                    self._filing.pop(request_id, None)
+                    break
+                self._filing[request_id] = []
+            for text, blocks in waiting:
+                try:
+                    self._post(request_id, roots, text, blocks)
+                except Exception:  # one reply's failure must not keep the next, or the filing, from going on
+                    log.exception("could not post a waiting reply in the threads of #%s", request_id)
+        if waiting:
+            log.warning("request #%s has no thread: %d replies were not posted", request_id, len(waiting))
 
     def _post(self, request_id: int, roots: Sequence[Root], text: str, blocks: Sequence[Block]) -> int:
         delivered = 0
@@ -359,29 +372,19 @@ class Notifier:
             with self._db.session() as own:
                 return self._roots_of(request_id, own)
         roots = tuple(Root(m.channel_id, m.ts) for m in messages_for(session, request_id))
-        if roots:
-            with self._lock:  # replies waiting for them go out with the filing's hand-over
-                self._keep_roots(request_id, roots)
+        self.remember_roots(request_id, roots)
         return roots
 
     def remember_roots(self, request_id: int, roots: Sequence[Root]) -> None:
         """Keep a request's roots as stored (the filing hands them over once committed, so its
-        approval, usually on this replica, need not read them back), and post the replies that
-        were waiting for them, in order."""
+        approval, usually on this replica, need not read them back)."""
         if not roots:
             return
         with self._lock:
-            self._keep_roots(request_id, roots)
-            waiting = self._unthreaded.pop(request_id, [])
-        for text, blocks in waiting:
-            self._post(request_id, roots, text, blocks)
-
-    def _keep_roots(self, request_id: int, roots: Sequence[Root]) -> None:
-        """Remember `roots` (the caller holds `_lock`)."""
-        self._roots[request_id] = tuple(roots)
-        self._roots.move_to_end(request_id)
-        while len(self._roots) > ROOTS_REMEMBERED:
-            self._roots.popitem(last=False)
+            self._roots[request_id] = tuple(roots)
+            self._roots.move_to_end(request_id)
+            while len(self._roots) > ROOTS_REMEMBERED:
+                self._roots.popitem(last=False)
 
     def tell(self, user_id: str, text: str, blocks: Sequence[Block] = ()) -> bool:
         try:
