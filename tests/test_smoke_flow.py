@@ -248,6 +248,33 @@ def test_a_late_redraw_never_lands_after_a_newer_one(
         _assert_told_once_in_order(fake_slack.thread(root))
 
 
+def test_replies_that_arrive_while_the_waiting_ones_go_out_wait_behind_them(
+    bot: BotUnderTest, fake_slack: FakeSlack, world: World
+) -> None:
+    """Replies made while a request is being filed go out in order once its roots are stored,
+    and a reply made while they are going out waits behind them, however slow Slack is."""
+    request_id = file_request(bot, fake_slack, ALICE)
+    roots = roots_of(fake_slack, request_id)
+    notifier = bot.services.notifier
+    notifier.filing_started(request_id)  # as while its roots are posted
+    assert notifier.reply(request_id, "first") == 0
+    slack_busy = threading.Event()
+    posted = len(fake_slack.calls_to("chat.postMessage"))
+    fake_slack.inject(SlackFault(method="chat.postMessage", slow=True, delay=30, until=slack_busy))
+    posting = threading.Thread(target=notifier.filing_done, args=(request_id,))
+    posting.start()
+    try:
+        assert fake_slack.wait_until(lambda: len(fake_slack.calls_to("chat.postMessage")) == posted + 1)
+        notifier.reply(request_id, "second")  # while "first" is still on its way
+    finally:
+        slack_busy.set()
+    posting.join(10)
+    for root in roots:
+        assert [m.text for m in fake_slack.thread(root)] == ["first", "second"]
+    notifier.reply(request_id, "third")  # the filing is done: straight to the threads
+    assert [m.text for m in fake_slack.thread(roots[0])] == ["first", "second", "third"]
+
+
 def test_a_hold_replacing_one_already_released_does_not_send_it_twice(
     make_bot: BotFactory, fake_slack: FakeSlack, world: World
 ) -> None:
