@@ -21,7 +21,7 @@ from slack_sdk.models.blocks import ButtonElement, SectionBlock
 from bot.cloudflare.client import CloudflareClient, CloudflareCredentials, pooled_transport
 from bot.cloudflare.errors import CloudflareUnavailable
 from bot.cloudflare.transport import KeepAliveTransport
-from bot.slack.gateway import SlackError, SlackGateway, make_web_client
+from bot.slack.gateway import UNREACHABLE, SlackError, SlackGateway, make_web_client
 from bot.slack.transport import PooledRespond
 from bot.slack.validation import cache_block_kit_validators
 from tests.conftest import ALICE, BOB, World
@@ -254,6 +254,27 @@ def test_a_proxy_in_the_environment_is_used(
     assert client.get_account("a1").id == "a1"
     assert handler.seen == ["GET http://cloudflare.invalid/client/v4/accounts/a1"]
     client.close()
+
+
+def test_slack_unreachable_is_a_slack_error(fake_slack: FakeSlack) -> None:
+    """No answer from Slack (nothing listening, a connection closed mid-call) is a SlackError like
+    any failed call, so a caller's handling of failures covers it; a post is not sent twice."""
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    client = make_web_client(BOT_TOKEN, f"http://127.0.0.1:{port}/api/")
+    with pytest.raises(SlackError) as refused:
+        SlackGateway(client).profile(ALICE)
+    assert refused.value.code == UNREACHABLE and "URLError" in str(refused.value)
+    client.http.close()
+
+    client = make_web_client(BOT_TOKEN, fake_slack.url + "/api/")
+    fake_slack.inject(SlackFault(method="chat.postMessage", drop=True, after_effect=True, times=5))
+    with pytest.raises(SlackError) as dropped:
+        SlackGateway(client).post("C0OPS00001", "once")
+    assert dropped.value.code == UNREACHABLE
+    assert len(fake_slack.calls_to("chat.postMessage")) == 1
+    client.http.close()
 
 
 def test_cloudflare_unreachable_is_unavailable() -> None:

@@ -211,6 +211,28 @@ def test_failed_root_update_is_repaired_by_the_sweep(
     assert stored(bot, request_id).slack_sync_due_at is None
 
 
+def test_slack_dropping_root_updates_still_tells_people_and_is_repaired(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
+    """Every `chat.update` has its connection closed with no answer (retries too): the roots are
+    left to the sweep, and the thread reply and the requester's DM still go out."""
+    request_id = file_request(bot, fake_slack, ALICE)
+    fake_slack.inject(SlackFault("chat.update", drop=True, times=100))
+    approve(bot, fake_slack, request_id)
+    assert stored(bot, request_id).status == "invited"
+    assert len(fake_slack.calls_to("chat.update")) >= 2 * 3, "each root's update was tried again"
+    for root in roots_of(fake_slack, request_id):
+        assert root.action_ids() == ["request_approve", "request_deny"]
+        assert "Invite sent" in texts(fake_slack.thread(root))
+    assert any("Cloudflare has sent an invite" in dm.text for dm in fake_slack.dms_to(ALICE))
+    assert stored(bot, request_id).slack_sync_due_at is not None
+    fake_slack.faults.clear()
+    bot.clock.advance(timedelta(minutes=2))
+    assert Sweeper(bot.services).run_once().roots_repaired == 1
+    for root in roots_of(fake_slack, request_id):
+        assert root.action_ids() == ["revoke_access"] and "Invite sent" in root.all_text()
+
+
 def test_unsent_invites_resume_at_start_up(
     make_bot: BotFactory, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
 ) -> None:

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.client import HTTPException
 from typing import Any
 
 from slack_sdk import WebClient
@@ -30,6 +31,8 @@ from bot.slack.transport import PooledWebClient, SlackHttp
 __all__ = ["Block", "PostedMessage", "SlackError", "SlackGateway", "SlackProfile", "View", "make_web_client"]
 
 log = logging.getLogger(__name__)
+#: SlackError.code when no answer came from Slack at all.
+UNREACHABLE = "slack_unreachable"
 
 
 class SlackError(SlackApiError):
@@ -48,6 +51,13 @@ def _slack_errors() -> Iterator[None]:
         raise
     except SlackApiError as error:
         raise SlackError(str(error), error.response) from error  # type: ignore[no-untyped-call]
+    except (OSError, HTTPException) as error:
+        # slack_sdk's retries are spent and no answer came (refused, reset, timed out): the caller
+        # handles it as any failed call, rather than a flow breaking off halfway. The error's text
+        # is not kept: it may name a proxy with its credentials.
+        raise SlackError(  # type: ignore[no-untyped-call]
+            f"Slack could not be reached ({type(error).__name__})", {"ok": False, "error": UNREACHABLE}
+        ) from error
 
 
 @dataclass(frozen=True)

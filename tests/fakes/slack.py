@@ -95,6 +95,8 @@ class SlackFault:
     skip: int = 0
     # With `slow`: carry the call out as soon as this is set (`delay` is then the longest wait).
     until: threading.Event | None = None
+    # The connection is closed with no answer at all (after the call took effect with `after_effect`).
+    drop: bool = False
 
 
 class FakeSlack(FakeServer):
@@ -204,6 +206,8 @@ class FakeSlack(FakeServer):
             return self._dispatch(api_method, headers, args)
         if fault and fault.after_effect:
             self._dispatch(api_method, headers, dict(args))
+        if fault and fault.drop:
+            return FakeResponse(fault.status, None, drop=True)
         if fault:
             if fault.status == 429:
                 return FakeResponse(
