@@ -134,6 +134,16 @@ def status_of(session: Session, request_id: int) -> str | None:
     return status
 
 
+_STAMP_BY_ID = select(AccessRequest.status, AccessRequest.updated_at).where(AccessRequest.id == bindparam("request_id"))
+
+
+def state_stamp(session: Session, request_id: int) -> tuple[str, datetime] | None:
+    """The request's status and when it last moved: what tells one drawn state from a later one
+    (every transition sets both), read without loading the request."""
+    row = session.execute(_STAMP_BY_ID, {"request_id": request_id}).one_or_none()
+    return None if row is None else (row[0], row[1])
+
+
 class _OneMore:
     """A value that adds one to the column's stored value in the same update (an attempt counted)."""
 

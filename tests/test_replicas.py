@@ -15,8 +15,8 @@ from bot.core.clock import SystemClock
 from bot.ops.scheduler import Sweeper
 from tests.conftest import ALICE, BOB, CAROL, BotFactory, World
 from tests.fakes.cloudflare import FakeCloudflare, Fault
-from tests.fakes.slack import FakeSlack
-from tests.helpers import audit_names, file_request, roots_of, stored, texts
+from tests.fakes.slack import FakeSlack, SlackFault
+from tests.helpers import answer, audit_names, file_request, roots_of, stored, texts
 from tests.process import BotProcess, bot_env
 
 
@@ -203,3 +203,36 @@ def test_the_lease_never_lapses_while_its_holder_is_mid_post(
     assert audit_names(holder, request_id).count("invite_sent") == 1
     assert "invite_adopted" not in audit_names(holder, request_id), "the other replica never took it over"
     assert sum("Cloudflare has sent an invite" in dm.text for dm in fake_slack.dms_to(ALICE)) == 1
+
+
+def test_a_replica_whose_drawing_lands_after_a_newer_one_draws_again(
+    make_bot: BotFactory, fake_slack: FakeSlack, world: World
+) -> None:
+    """Replica A reads the request as pending and Slack holds its `chat.update`; meanwhile the
+    requester cancels through replica B, which draws the cancellation. A's pending drawing then
+    lands on top of it: A sees the request has moved on and draws it again, so no approver is
+    left looking at Approve / Deny on a cancelled request."""
+    replica_a, replica_b = make_bot(), make_bot()
+    request_id = file_request(replica_a, fake_slack, ALICE)
+    roots = roots_of(fake_slack, request_id)
+    assert len(roots) == 2
+    updates = len(fake_slack.calls_to("chat.update"))
+    slack_holds = threading.Event()
+    # Held until B has drawn; under the Slack client's 10 s timeout, past which A would give up.
+    fake_slack.inject(SlackFault(method="chat.update", slow=True, delay=8, until=slack_holds))
+    drawing = threading.Thread(
+        target=replica_a.services.notifier.refresh_roots, args=(request_id,), kwargs={"state_changed": False}
+    )
+    drawing.start()
+    try:
+        assert fake_slack.wait_until(lambda: len(fake_slack.calls_to("chat.update")) == updates + 1)
+        assert "cancelled" in answer(replica_b, fake_slack, f"cancel {request_id}", ALICE)
+        replica_b.wait_idle()
+        assert all("Cancelled" in root.all_text() for root in roots_of(fake_slack, request_id))
+    finally:
+        slack_holds.set()
+    drawing.join(30)
+    assert not drawing.is_alive()
+    for root in roots_of(fake_slack, request_id):
+        assert root.action_ids() == [], root.all_text()
+        assert "Cancelled" in root.all_text()

@@ -511,9 +511,9 @@ class Filing:
         """A root is clickable once posted, before the roots are stored: a decision made in between
         redrew no root, and the roots posted after it show the request as pending. Read after the
         roots are committed, the state is either seen here (and the roots redrawn) or was changed
-        late enough for that decision to find the roots itself. Its thread reply found no thread;
-        the redrawn root and the requester's DM say what happened. The notifier draws one state of a
-        request at a time in a process, so this redraw never lands after a newer one drawn here."""
+        late enough for that decision to find the roots itself. Its thread reply waits for the roots
+        when it is made in this process (`Notifier.filing_done`). A redraw that lands after a newer
+        one draws again (`Notifier._draw`)."""
         try:
             with self._db.session() as session:
                 status = status_of(session, request_id)

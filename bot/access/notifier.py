@@ -32,7 +32,7 @@ from bot.slack.gateway import Block, SlackError, SlackGateway
 from bot.slack.messages import request_root, summary_text, text_block
 from storage.db import Database
 from storage.models import AccessRequest
-from storage.repository import claim, get_request, messages_for
+from storage.repository import claim, get_request, messages_for, state_stamp
 from storage.states import RequestStatus
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ SLACK_REPAIR_DELAY = timedelta(minutes=1)
 QUEUED_HOLD = 10.0
 #: Requests whose thread roots are remembered (they are written once, when the request is filed).
 ROOTS_REMEMBERED = 4096
+#: How many times one redraw draws a request that keeps changing under it before leaving it to the sweep.
+REDRAWS = 3
 
 
 @dataclass(frozen=True)
@@ -280,32 +282,72 @@ class Notifier:
                     self._drawing[request_id] = (lock, users - 1)
 
     def _draw(self, request_id: int) -> tuple[AccessRequest | None, bool]:
-        with self._db.session() as session:
-            request = get_request(session, request_id)
-            messages = self._roots_of(request_id, session)
-        if request is None:
-            return None, True
+        """Draw the request as stored, then check it has not moved on meanwhile. In this process
+        redraws take turns (`_drawing_of`); another replica's redraw of a newer state may still land
+        first, and this one on top of it. The last to land reads the state after its updates, so a
+        drawing that is already old is drawn again: the roots end on the newest state."""
+        request: AccessRequest | None = None
+        ok = True
+        for attempt in range(REDRAWS + 1):
+            if attempt == REDRAWS:
+                ok = False  # still moving: the sweep draws it once it has settled
+                break
+            if attempt:
+                log.info("request #%s changed while its roots were drawn: drawing them again", request_id)
+            with self._db.session() as session:
+                request = get_request(session, request_id)
+                messages = self._roots_of(request_id, session)
+            if request is None:
+                return None, True
+            ok = self._update_roots(request, messages)
+            if not ok or not messages or self._next_redraw_waits(request_id):
+                break  # a failure is the sweep's to repair; a redraw waiting here reads after this one
+            try:
+                with self._db.session() as session:
+                    if state_stamp(session, request_id) == (request.status, request.updated_at):
+                        break
+            except Exception:  # the roots are drawn; whether they are current is left to the sweep
+                log.warning("could not check that the roots of #%s show its state", request_id, exc_info=True)
+                ok = False
+                break
+        assert request is not None
+        if not ok:
+            with self._db.session() as session:
+                claim(session, request_id, slack_sync_due_at=self._clock.now() + SLACK_REPAIR_DELAY)
+        elif request.slack_sync_due_at is not None:
+            with self._db.session() as session:
+                # Only the repair this drawing answers: one asked for since, or a newer state, stays due.
+                claim(
+                    session,
+                    request_id,
+                    AccessRequest.slack_sync_due_at == request.slack_sync_due_at,
+                    AccessRequest.updated_at == request.updated_at,
+                    AccessRequest.status == request.status,
+                    slack_sync_due_at=None,
+                )
+        return request, ok
+
+    def _next_redraw_waits(self, request_id: int) -> bool:
+        """Another redraw of the request waits for this one's turn, in this process: it reads the
+        state after this drawing has landed."""
+        with self._lock:
+            return self._drawing.get(request_id, (None, 0))[1] > 1
+
+    def _update_roots(self, request: AccessRequest, messages: Sequence[Root]) -> bool:
         blocks = self.render_root(request)
         ok = True
         for message in messages:
             try:
                 self._slack.update(message.channel_id, message.ts, summary_text(request), blocks)
-            except SlackError as error:
+            except SlackError as error:  # unreachable included: the sweep repairs it
                 ok = False
                 log.warning(
                     "could not update root of #%s in %s: %s",
-                    request_id,
+                    request.id,
                     message.channel_id,
                     error.code,
                 )
-        if not ok or request.slack_sync_due_at is not None:  # nothing to write when all is in step
-            with self._db.session() as session:
-                claim(
-                    session,
-                    request_id,
-                    slack_sync_due_at=None if ok else self._clock.now() + SLACK_REPAIR_DELAY,
-                )
-        return request, ok
+        return ok
 
     def changed(self, request: AccessRequest) -> None:
         for hook in self.on_change:
