@@ -233,6 +233,23 @@ def test_slack_dropping_root_updates_still_tells_people_and_is_repaired(
         assert root.action_ids() == ["revoke_access"] and "Invite sent" in root.all_text()
 
 
+def test_a_thread_reply_lost_on_the_way_does_not_keep_the_requester_untold(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
+    """The decision's thread reply gets no answer (the connection closes after Slack took it): it is
+    not posted again, and the requester's DM still goes out."""
+    request_id = file_request(bot, fake_slack, ALICE)
+    roots = roots_of(fake_slack, request_id)
+    fake_slack.inject(SlackFault("chat.postMessage", drop=True, after_effect=True))
+    approve(bot, fake_slack, request_id)
+    assert stored(bot, request_id).status == "invited"
+    for root in roots:
+        replies = [m.text for m in fake_slack.thread(root)]
+        assert [sum(what in text for text in replies) for what in ("Approved by", "Invite sent")] == [1, 1], replies
+    told = [dm.text for dm in fake_slack.dms_to(ALICE)]
+    assert [sum(what in text for text in told) for what in ("was approved by", "sent an invite")] == [1, 1], told
+
+
 def test_unsent_invites_resume_at_start_up(
     make_bot: BotFactory, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
 ) -> None:

@@ -28,15 +28,28 @@ from slack_sdk.models.views import View
 
 from bot.slack.transport import PooledWebClient, SlackHttp
 
-__all__ = ["Block", "PostedMessage", "SlackError", "SlackGateway", "SlackProfile", "View", "make_web_client"]
+__all__ = [
+    "NO_ANSWER",
+    "Block",
+    "PostedMessage",
+    "SlackError",
+    "SlackGateway",
+    "SlackProfile",
+    "View",
+    "make_web_client",
+]
 
 log = logging.getLogger(__name__)
-#: SlackError.code when no answer came from Slack at all.
-UNREACHABLE = "slack_unreachable"
+#: What a gateway call raises when no answer came from Slack (refused, reset, timed out).
+NO_ANSWER: tuple[type[Exception], ...] = (OSError, HTTPException)
 
 
 class SlackError(SlackApiError):
-    """What every gateway call raises when Slack refuses or cannot be reached: `code` is Slack's `error`."""
+    """What every gateway call raises when Slack answers with an error: `code` is Slack's `error`.
+
+    A call that got no answer (after slack_sdk's retries) raises what urllib raises instead,
+    `OSError` or `http.client.HTTPException` (`NO_ANSWER`): it may have taken effect, and only the
+    caller knows whether that reads as "no" (a failure to cache, a digest to post again) or not."""
 
     @property
     def code(self) -> str:
@@ -51,13 +64,6 @@ def _slack_errors() -> Iterator[None]:
         raise
     except SlackApiError as error:
         raise SlackError(str(error), error.response) from error  # type: ignore[no-untyped-call]
-    except (OSError, HTTPException) as error:
-        # slack_sdk's retries are spent and no answer came (refused, reset, timed out): the caller
-        # handles it as any failed call, rather than a flow breaking off halfway. The error's text
-        # is not kept: it may name a proxy with its credentials.
-        raise SlackError(  # type: ignore[no-untyped-call]
-            f"Slack could not be reached ({type(error).__name__})", {"ok": False, "error": UNREACHABLE}
-        ) from error
 
 
 @dataclass(frozen=True)
