@@ -579,6 +579,30 @@ def test_a_lapsed_claim_is_taken_over_and_its_old_holder_changes_nothing(databas
     assert claim is not None and claim.previous_run_at == later
 
 
+def test_a_look_up_slack_never_answers_is_unknown_and_the_review_goes_on(
+    make_bot: BotFactory, fake_slack: FakeSlack, fake_cf: FakeCloudflare, review: str
+) -> None:
+    """The walk is refused, and Slack closes the connection on the first look-up and on its retries:
+    that person reads `unknown`, and every other row is still reported as it would be."""
+    from tests.fakes.slack import SlackFault
+
+    bot = make_bot(cloudflare_account_ids=review)
+
+    def statuses() -> dict[str, str]:
+        fake_slack.inject(SlackFault("users.list", status=200, error="invalid_cursor"))
+        code, out, err = report(bot, "json")
+        assert code == 0, err
+        return {row["email"]: row["slack_status"] for row in map(json.loads, out.splitlines())}
+
+    answered = statuses()
+    assert "unknown" not in answered.values()
+    looked_up = len(fake_slack.calls_to("users.lookupByEmail"))
+    fake_slack.inject(SlackFault("users.lookupByEmail", drop=True, times=3))
+    got = statuses()
+    first = fake_slack.calls_to("users.lookupByEmail")[looked_up]["email"]
+    assert got == answered | {first: "unknown"}
+
+
 def test_a_slack_rate_limit_during_the_review_is_waited_out(
     make_bot: BotFactory, fake_slack: FakeSlack, fake_cf: FakeCloudflare, review: str
 ) -> None:

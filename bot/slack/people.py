@@ -26,7 +26,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.slack.gateway import SlackError, SlackGateway
+from bot.slack.gateway import NO_ANSWER, SlackError, SlackGateway
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,10 @@ class SlackPeople:
             log.warning("could not list Slack's users (%s); looking the rest up one by one", error.code)
             self._walk_failed = True
             return False
+        except NO_ANSWER as error:
+            log.warning("Slack did not answer users.list (%s); looking the rest up one by one", type(error).__name__)
+            self._walk_failed = True
+            return False
         self.pages += 1
         for user in members:
             email = str((user.get("profile") or {}).get("email") or "").lower()
@@ -163,6 +167,9 @@ class SlackPeople:
             if code not in _NOT_FOUND_ERRORS:
                 log.warning("could not look %s up in Slack: %s", email, code or "unknown_error")
                 return SlackPerson(UNKNOWN)
+        except NO_ANSWER as error:  # one slow look-up must not stop a whole report
+            log.warning("Slack did not answer the look-up of %s (%s)", email, type(error).__name__)
+            return SlackPerson(UNKNOWN)
         known = self._known.get(email)
         if known is None:
             return SlackPerson(NOT_FOUND)
@@ -175,6 +182,9 @@ class SlackPeople:
             if error.code in _NOT_FOUND_ERRORS:
                 return SlackPerson(NOT_FOUND)
             log.warning("could not read Slack user %s: %s", known, error.code)
+            return SlackPerson(UNKNOWN)
+        except NO_ANSWER as error:
+            log.warning("Slack did not answer for user %s (%s)", known, type(error).__name__)
             return SlackPerson(UNKNOWN)
         # The id is the one this e-mail asked for access with; a profile showing another e-mail is someone else now.
         if profile.deleted and (not profile.email or profile.email.lower() == email):
