@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
+from urllib.error import URLError
 
 import pytest
 from pydantic import SecretStr
@@ -265,6 +266,7 @@ def test_no_answer_from_slack_is_not_a_refusal(fake_slack: FakeSlack) -> None:
     client = make_web_client(BOT_TOKEN, f"http://127.0.0.1:{port}/api/")
     with pytest.raises(NO_ANSWER) as refused:
         SlackGateway(client).profile(ALICE)
+    assert isinstance(refused.value, URLError), "nothing was sent: the filing counts on telling it apart"
     assert not isinstance(refused.value, SlackError)
     client.http.close()
 

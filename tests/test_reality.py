@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from typing import Any
+from urllib.error import URLError
 
 import httpx
 import pytest
@@ -105,6 +106,39 @@ def test_a_post_that_met_a_5xx_is_not_sent_twice(bot: BotUnderTest, fake_slack: 
     to_bob = [m for m in fake_slack.dms_to(BOB) if "Access request #1" in m.all_text()]
     assert len(to_bob) == 1, [m.text for m in fake_slack.dms_to(BOB)]
     fake_slack.errors.clear()
+
+
+def test_root_posts_slack_never_answered_leave_the_request_open_and_say_so(
+    bot: BotUnderTest, fake_slack: FakeSlack, world: World
+) -> None:
+    """Both approvers' DMs lose their connection after Slack took them: the bot cannot know they
+    arrived, so the request stays pending (not closed as undelivered), the requester is told Slack
+    did not confirm it, nothing is posted twice, and an approver who got it can still decide."""
+    fake_slack.inject(SlackFault(method="chat.postMessage", drop=True, after_effect=True, times=2))
+    said = answer(bot, fake_slack, 'request "Acme Production" DNS need to rotate records', ALICE)
+    assert "filed" in said and f"Slack did not confirm delivery to <@{BOB}>, <@{CAROL}>" in said, said
+    assert stored(bot, 1).status == "pending"
+    got = [root.channel for root in roots_of(fake_slack, 1)]
+    assert sorted(got) == sorted([fake_slack.dm_channel(BOB), fake_slack.dm_channel(CAROL)]), "one each"
+    bot.click(roots_of(fake_slack, 1)[0], "request_approve", user_id=BOB)
+    assert stored(bot, 1).status == "invited"
+    assert any("sent an invite" in dm.text for dm in fake_slack.dms_to(ALICE))
+
+
+def test_root_posts_that_never_left_close_the_request_as_undelivered(
+    bot: BotUnderTest, fake_slack: FakeSlack, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No connection could be made for either approver's DM (urllib's URLError, as the gateway
+    raises when nothing listens: see test_connections): nothing was sent, so the request is closed
+    and the requester told, free to ask again."""
+
+    def unreachable(*_args: Any, **_kwargs: Any) -> Any:
+        raise URLError(ConnectionRefusedError(111, "Connection refused"))
+
+    monkeypatch.setattr(bot.services.slack, "dm", unreachable)
+    said = answer(bot, fake_slack, 'request "Acme Production" DNS need to rotate records', ALICE)
+    assert "could not be delivered to the approvers" in said and "slack_unreachable" in said, said
+    assert stored(bot, 1).status == "failed"
 
 
 def test_one_failed_approver_lookup_loses_only_that_approver(

@@ -10,6 +10,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.error import URLError
 
 from bot.access.access_model import AccessModel, Grantable
 from bot.access.audit import AuditEventType, AuditLog
@@ -32,7 +33,7 @@ from bot.core.clock import Clock
 from bot.core.config import Settings
 from bot.core.durations import parse_duration
 from bot.slack.formatting import escape, mentions, number, scope_text, shown_roles
-from bot.slack.gateway import SlackError, SlackGateway, SlackProfile
+from bot.slack.gateway import NO_ANSWER, SlackError, SlackGateway, SlackProfile
 from bot.slack.messages import request_root, summary_text
 from storage.db import Database
 from storage.models import AccessRequest
@@ -467,12 +468,16 @@ class Filing:
         text = summary_text(request)
         posted: list[tuple[str, str, str | None]] = []
         errors: list[str] = []
+        #: Posts Slack may have taken without answering: the approver may have the message.
+        unconfirmed: list[str] = []
         if self._settings.approval_channel:
             try:
                 message = self._slack.post(self._settings.approval_channel, f"{mentions(approver_ids)}: {text}", blocks)
                 posted.append((message.channel_id, message.ts, None))
             except SlackError as error:
                 errors.append(str(error.code))
+            except NO_ANSWER as error:
+                _sorted_out(error, errors, unconfirmed, "the channel")
         else:
             for approver_id in approver_ids:
                 try:
@@ -480,11 +485,13 @@ class Filing:
                     posted.append((message.channel_id, message.ts, approver_id))
                 except SlackError as error:
                     errors.append(f"{approver_id}: {error.code}")
+                except NO_ANSWER as error:
+                    _sorted_out(error, errors, unconfirmed, f"<@{approver_id}>", f"{approver_id}: ")
         now = self._clock.now()
         with self._db.session() as session:
             for channel_id, ts, recipient in posted:
                 add_message(session, request.id, channel_id=channel_id, ts=ts, approver_slack_id=recipient, now=now)
-            if not posted:
+            if not posted and not unconfirmed:
                 transition(
                     session,
                     request.id,
@@ -494,7 +501,9 @@ class Filing:
                     invite_error="The request could not be delivered to any approver in Slack.",
                 )
                 self._audit.record(session, AuditEventType.DELIVERY_FAILED, request_id=request.id, errors=errors)
-        if not posted:
+        if unconfirmed:
+            log.warning("request #%s: Slack did not answer the post to %s", request.id, ", ".join(unconfirmed))
+        if not posted and not unconfirmed:
             log.error("request #%s could not be posted to approvers: %s", request.id, errors)
             raise Refusal(
                 f"Your request {number(request.id)} could not be delivered to the approvers in Slack "
@@ -503,9 +512,13 @@ class Filing:
         self._notifier.remember_roots(request.id, [Root(channel_id, ts) for channel_id, ts, _ in posted])
         self._redraw_if_decided_meanwhile(request.id)
         self._notifier.changed(request)
-        if self._settings.approval_channel:
-            return f"<#{self._settings.approval_channel}>"
-        return mentions(approver_ids)
+        sent_to = f"<#{self._settings.approval_channel}>" if self._settings.approval_channel else mentions(approver_ids)
+        # Unconfirmed posts leave the request pending (it expires if nobody decides): they may be there.
+        if unconfirmed and self._settings.approval_channel:
+            return f"{sent_to} (Slack did not confirm the post)"
+        if unconfirmed:
+            return f"{sent_to} (Slack did not confirm delivery to {', '.join(unconfirmed)})"
+        return sent_to
 
     def _redraw_if_decided_meanwhile(self, request_id: int) -> None:
         """A root is clickable once posted, before the roots are stored: a decision made in between
@@ -523,6 +536,15 @@ class Filing:
         if status is not None and status != RequestStatus.PENDING.value:
             log.info("request #%s was decided while its roots were posted: redrawing them", request_id)
             self._notifier.refresh_roots(request_id, state_changed=False)
+
+
+def _sorted_out(error: Exception, errors: list[str], unconfirmed: list[str], shown: str, prefix: str = "") -> None:
+    """A root post with no answer: never sent when the connection was not made (urllib's URLError),
+    else perhaps taken by Slack (a reset or a timeout after the request went out)."""
+    if isinstance(error, URLError):
+        errors.append(f"{prefix}slack_unreachable")
+    else:
+        unconfirmed.append(shown)
 
 
 def filed_message(filed: Filed) -> str:
