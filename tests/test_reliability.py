@@ -8,6 +8,8 @@ import threading
 import time
 from datetime import timedelta
 
+from slack_sdk.http_retry import FixedValueRetryIntervalCalculator
+
 from bot.ops.scheduler import Sweeper
 from storage.db import Database
 from storage.migrate import upgrade
@@ -217,6 +219,8 @@ def test_slack_dropping_root_updates_still_tells_people_and_is_repaired(
     """Every `chat.update` has its connection closed with no answer (retries too): the roots are
     left to the sweep, and the thread reply and the requester's DM still go out."""
     request_id = file_request(bot, fake_slack, ALICE)
+    for handler in bot.services.slack.client.retry_handlers:  # retried at once: no real backoff sleeps
+        handler.interval_calculator = FixedValueRetryIntervalCalculator(0)
     fake_slack.inject(SlackFault("chat.update", drop=True, times=100))
     approve(bot, fake_slack, request_id)
     assert stored(bot, request_id).status == "invited"
