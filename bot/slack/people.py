@@ -71,6 +71,9 @@ class SlackPeople:
         #: The walk reached the last page: an e-mail it did not list is in no profile of the workspace.
         self._walked = False
         self._walk_failed = False
+        #: Slack gave no answer once: the rest of this review does not ask again (each call would
+        #: wait out its retries and timeouts, holding up the sweep the digest runs in).
+        self._unanswered = False
         #: E-mails answered from the walk (a later page may still hold a live account for one).
         self._from_walk: set[str] = set()
         self.lookups = 0
@@ -87,7 +90,7 @@ class SlackPeople:
             return SlackPerson(NOT_FOUND)
         cached = self._found.get(key)
         if cached is None:
-            cached = self._found[key] = self._look_up(key)
+            cached = self._found[key] = SlackPerson(UNKNOWN) if self._unanswered else self._look_up(key)
         return cached
 
     def answered(self, email: str) -> bool:
@@ -134,8 +137,8 @@ class SlackPeople:
             self._walk_failed = True
             return False
         except NO_ANSWER as error:
-            log.warning("Slack did not answer users.list (%s); looking the rest up one by one", type(error).__name__)
-            self._walk_failed = True
+            log.warning("Slack did not answer users.list (%s); the rest read unknown", type(error).__name__)
+            self._walk_failed = self._unanswered = True
             return False
         self.pages += 1
         for user in members:
@@ -167,8 +170,11 @@ class SlackPeople:
             if code not in _NOT_FOUND_ERRORS:
                 log.warning("could not look %s up in Slack: %s", email, code or "unknown_error")
                 return SlackPerson(UNKNOWN)
-        except NO_ANSWER as error:  # one slow look-up must not stop a whole report
-            log.warning("Slack did not answer the look-up of %s (%s)", email, type(error).__name__)
+        except NO_ANSWER as error:  # the report goes on; the rest are not asked
+            log.warning(
+                "Slack did not answer the look-up of %s (%s); the rest read unknown", email, type(error).__name__
+            )
+            self._unanswered = True
             return SlackPerson(UNKNOWN)
         known = self._known.get(email)
         if known is None:
@@ -184,7 +190,8 @@ class SlackPeople:
             log.warning("could not read Slack user %s: %s", known, error.code)
             return SlackPerson(UNKNOWN)
         except NO_ANSWER as error:
-            log.warning("Slack did not answer for user %s (%s)", known, type(error).__name__)
+            log.warning("Slack did not answer for user %s (%s); the rest read unknown", known, type(error).__name__)
+            self._unanswered = True
             return SlackPerson(UNKNOWN)
         # The id is the one this e-mail asked for access with; a profile showing another e-mail is someone else now.
         if profile.deleted and (not profile.email or profile.email.lower() == email):
