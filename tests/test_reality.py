@@ -117,6 +117,7 @@ def test_root_posts_slack_never_answered_leave_the_request_open_and_say_so(
     fake_slack.inject(SlackFault(method="chat.postMessage", drop=True, after_effect=True, times=2))
     said = answer(bot, fake_slack, 'request "Acme Production" DNS need to rotate records', ALICE)
     assert "filed" in said and f"Slack did not confirm delivery to <@{BOB}>, <@{CAROL}>" in said, said
+    assert "`/cf-access cancel 1` and ask again" in said
     assert stored(bot, 1).status == "pending"
     got = [root.channel for root in roots_of(fake_slack, 1)]
     assert sorted(got) == sorted([fake_slack.dm_channel(BOB), fake_slack.dm_channel(CAROL)]), "one each"

@@ -514,10 +514,12 @@ class Filing:
         self._notifier.changed(request)
         sent_to = f"<#{self._settings.approval_channel}>" if self._settings.approval_channel else mentions(approver_ids)
         # Unconfirmed posts leave the request pending (it expires if nobody decides): they may be there.
-        if unconfirmed and self._settings.approval_channel:
-            return f"{sent_to} (Slack did not confirm the post)"
         if unconfirmed:
-            return f"{sent_to} (Slack did not confirm delivery to {', '.join(unconfirmed)})"
+            missing = "the post" if self._settings.approval_channel else f"delivery to {', '.join(unconfirmed)}"
+            return (
+                f"{sent_to} (Slack did not confirm {missing}; if nobody answers, "
+                f"`/cf-access cancel {request.id}` and ask again)"
+            )
         return sent_to
 
     def _redraw_if_decided_meanwhile(self, request_id: int) -> None:
