@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from slack_sdk.http_retry import FixedValueRetryIntervalCalculator
 from sqlalchemy import func, select
 
 import bot.access.filing as filing_module
@@ -12,7 +13,7 @@ from storage.models import AccessRequest
 from storage.repository import iter_audit
 from tests.conftest import ALICE, BOB, CAROL, FALLBACK, MALLORY, NOEMAIL, OUTSIDER, PG_IDS, ROLE_IDS, BotFactory, World
 from tests.fakes.cloudflare import FakeCloudflare
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import FakeSlack, SlackFault
 from tests.harness import BotUnderTest
 from tests.helpers import answer, file_request, roots_of, stored
 
@@ -219,6 +220,26 @@ def test_fallback_approvers(make_bot: BotFactory, fake_slack: FakeSlack, world: 
     # Accounts that do have Super Admins in Slack ignore the fallback.
     file_request(bot, fake_slack, ALICE)
     assert fake_slack.dm_channel(BOB) in {root.channel for root in roots_of(fake_slack, 2)}
+
+
+@pytest.mark.parametrize("failure", ["refused", "no answer"])
+def test_approver_look_ups_that_all_fail_never_hand_the_account_to_the_fallback(
+    make_bot: BotFactory, fake_slack: FakeSlack, world: World, failure: str
+) -> None:
+    """Slack refuses (or never answers) every approver look-up: that is not "no Super Admin
+    reachable in Slack", so the request does not go to FALLBACK_APPROVERS, and once Slack answers
+    again it goes to the account's Super Admins (nothing wrong was cached)."""
+    bot = make_bot(fallback_approvers=FALLBACK)
+    for handler in bot.services.slack.client.retry_handlers:  # retried at once: no real backoff sleeps
+        handler.interval_calculator = FixedValueRetryIntervalCalculator(0)
+    refused = SlackFault("users.lookupByEmail", times=100, status=200, error="internal_error")
+    fake_slack.inject(refused if failure == "refused" else SlackFault("users.lookupByEmail", times=100, drop=True))
+    said = answer(bot, fake_slack, 'request "Acme Production" DNS why', ALICE)
+    assert "filed" not in said and "try again" in said and fake_slack.roots() == [], said
+    fake_slack.faults.clear()
+    request_id = file_request(bot, fake_slack, ALICE)
+    channels = {root.channel for root in roots_of(fake_slack, request_id)}
+    assert channels == {fake_slack.dm_channel(BOB), fake_slack.dm_channel(CAROL)}
 
 
 def test_cloudflare_failure_is_told_to_the_user(

@@ -8,10 +8,12 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from slack_sdk.http_retry import FixedValueRetryIntervalCalculator
+
 from bot.ops.scheduler import Sweeper
 from tests.conftest import ALICE, BOB, MALLORY, PG_IDS, BotFactory, World
 from tests.fakes.cloudflare import FakeCloudflare, Fault
-from tests.fakes.slack import FakeSlack, Message
+from tests.fakes.slack import FakeSlack, Message, SlackFault
 from tests.harness import BotUnderTest
 from tests.helpers import answer, audit_names, file_request, roots_of, stored, texts
 from tests.test_cli import cli
@@ -270,6 +272,24 @@ def test_offboarding_by_the_periodic_recheck(
     assert stored(bot, granted).status == "revoked" and alice_members(fake_cf, world) == []
     infos = len([c for c in fake_slack.calls_to("users.info") if c.get("user") == ALICE]) - infos_before
     assert infos == 1, "one users.info per holder per interval"
+
+
+def test_a_recheck_slack_does_not_answer_is_asked_again_soon(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
+    """The periodic check meets a Slack that closes the connection on users.info (and its retries):
+    the sweep goes on, and the holder is asked again minutes later, not a whole interval later."""
+    granted = approved_for(bot, fake_slack, 'request "Acme Production" DNS permanent access please')
+    fake_slack.users[ALICE].deleted = True
+    for handler in bot.services.slack.client.retry_handlers:  # retried at once: no real backoff sleeps
+        handler.interval_calculator = FixedValueRetryIntervalCalculator(0)
+    fake_slack.inject(SlackFault("users.info", drop=True, times=3))
+    bot.clock.advance(timedelta(hours=24, minutes=1))
+    sweep(bot)
+    assert stored(bot, granted).status == "invited" and not fake_slack.faults, "asked, with no answer"
+    bot.clock.advance(timedelta(minutes=6))
+    sweep(bot)
+    assert stored(bot, granted).status == "revoked" and alice_members(fake_cf, world) == []
 
 
 def test_two_replicas_end_the_same_grant_once(

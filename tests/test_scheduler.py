@@ -13,7 +13,7 @@ from bot.ops.scheduler import Sweeper
 from storage.models import AccessRequest
 from tests.conftest import ALICE, BOB, CAROL, BotFactory, World
 from tests.fakes.cloudflare import FakeCloudflare
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import FakeSlack, SlackFault
 from tests.harness import BotUnderTest
 from tests.helpers import audit_events, audit_names, file_request, roots_of, stored, texts
 
@@ -55,6 +55,21 @@ def test_approvers_are_reminded_at_each_interval(bot: BotUnderTest, fake_slack: 
     sent = [e for e in audit_events(bot, request_id) if e.event == "reminder_sent"]
     assert [e.details["reminder_number"] for e in sent] == [1, 2]
     assert sent[0].details["to"] == sorted([BOB, CAROL])
+
+
+def test_a_reminder_goes_out_when_slack_cannot_say_who_approves(
+    bot: BotUnderTest, fake_slack: FakeSlack, world: World
+) -> None:
+    """Four hours on, the approvers' cached ids have lapsed and Slack refuses every look-up: the
+    reminder still goes in each thread (without the mentions), and the root is redrawn as pending."""
+    request_id = file_request(bot, fake_slack, ALICE)
+    bot.clock.advance(timedelta(hours=4, minutes=1))
+    fake_slack.inject(SlackFault("users.lookupByEmail", status=200, error="internal_error", times=100))
+    sweep(bot)
+    texts_now = reminders(fake_slack, request_id)
+    assert len(texts_now) == 2 and all("has waited 4h 1m" in t and f"<@{BOB}>" not in t for t in texts_now)
+    for root in roots_of(fake_slack, request_id):
+        assert root.action_ids() == ["request_approve", "request_deny"]
 
 
 def test_pending_requests_expire(bot: BotUnderTest, fake_slack: FakeSlack, world: World) -> None:

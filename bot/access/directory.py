@@ -19,9 +19,13 @@ from bot.cloudflare.models import Account, Member, ResourceGroup, Role, Zone, ac
 from bot.core.clock import Clock
 from bot.core.config import Settings
 from bot.core.ttl_cache import Background, TtlCache
-from bot.slack.gateway import SlackError, SlackGateway
+from bot.slack.gateway import NO_ANSWER, SlackError, SlackGateway
 
 log = logging.getLogger(__name__)
+#: A Slack look-up that failed: refused with Slack's error, or no answer came.
+_LOOKUP_FAILED: tuple[type[Exception], ...] = (SlackError, *NO_ANSWER)
+#: Cloudflare or Slack could not say who the approvers are now.
+_CANNOT_SAY: tuple[type[Exception], ...] = (CloudflareError, *_LOOKUP_FAILED)
 
 
 @dataclass(frozen=True)
@@ -281,21 +285,40 @@ class Directory:
         super_admin_ids = self.super_admin_ids(account_id)
         index = self.members(account_id, fresh=fresh)
         approvers: list[Approver] = []
+        failed: Exception | None = None
         for email, member in sorted(index.by_email.items()):
             if member.accepted and holds_super_admin(member, account_id, super_admin_ids):
                 try:
                     slack_id = self.slack_id_for(email)
-                except SlackError as error:  # one lookup failing must not lose every other approver
-                    log.warning("could not look up approver %s in Slack (%s); skipped this time", email, error.code)
+                except _LOOKUP_FAILED as error:  # one lookup failing must not lose every other approver
+                    why = error.code if isinstance(error, SlackError) else f"no answer: {type(error).__name__}"
+                    log.warning("could not look up approver %s in Slack (%s); skipped this time", email, why)
+                    failed = error
                     continue
                 if slack_id:
                     approvers.append(Approver(slack_id, email, member.id))
+        if not approvers and failed is not None:
+            # Slack could not say who they are: not "no Super Admin reachable". FALLBACK_APPROVERS
+            # decide only when Slack said so, and nothing is cached (the last list is kept, if any).
+            raise failed
         if not approvers:
             approvers = [Approver(slack_id, None) for slack_id in self._settings.fallback_approvers]
         return approvers
 
     def approver_ids(self, account_id: str, *, fresh: bool = False) -> frozenset[str]:
         return frozenset(approver.slack_id for approver in self.approvers(account_id, fresh=fresh))
+
+    def approver_ids_to_tell(self, account_id: str) -> frozenset[str]:
+        """The approvers to mention or tell in a message; none when Cloudflare or Slack cannot say
+        now (the message goes out without them rather than not at all). Never for deciding who may
+        decide: that is `is_approver`."""
+        try:
+            return self.approver_ids(account_id)
+        except _CANNOT_SAY as error:
+            log.warning(
+                "could not tell who approves for %s now (%s): told without them", account_id, type(error).__name__
+            )
+            return frozenset()
 
     def slack_id_for(self, email: str) -> str | None:
         return self._slack_ids.get(email.lower(), lambda: self._slack.lookup_user_id(email))

@@ -29,7 +29,7 @@ from bot.access.state_change import change_state
 from bot.cloudflare.errors import CloudflareError, CloudflareNotFound, CloudflareRateLimited
 from bot.core.durations import format_duration
 from bot.slack.formatting import escape, mention, mentions, number, scope_text, shown_roles, slack_date
-from bot.slack.gateway import SlackError
+from bot.slack.gateway import NO_ANSWER, SlackError
 from bot.slack.messages import end_warning_blocks
 from storage.models import AccessRequest
 from storage.repository import claim, claim_due, get_request, grants_of, other_grants_on
@@ -38,6 +38,9 @@ from storage.states import RequestStatus
 log = logging.getLogger(__name__)
 GRANT_STATES = (RequestStatus.INVITED, RequestStatus.ACCEPTED)
 _MAX_REMOVAL_BACKOFF = timedelta(hours=1)
+#: When Slack gave no answer to an offboarding check, the holders not yet checked are asked again
+#: this soon rather than after a whole OFFBOARDING_CHECK_INTERVAL.
+_UNANSWERED_RECHECK = timedelta(minutes=5)
 
 
 class RemovalKind(StrEnum):
@@ -261,7 +264,7 @@ class Grants:
             claim(session, request.id, removal_due_at=now + delay, removal_attempts=attempts)
         log.warning("removing the access of #%s failed (attempt %s): %s", request.id, attempts, error)
         if attempts == 1:  # the approvers hear once; the retries go on until Cloudflare agrees
-            approvers = sorted(services.directory.approver_ids(request.account_id))
+            approvers = sorted(services.directory.approver_ids_to_tell(request.account_id))
             services.notifier.reply(
                 request.id,
                 f":warning: {mentions(approvers)}: Cloudflare refused to remove the access of {number(request.id)} "
@@ -372,9 +375,22 @@ class Grants:
                 session, GRANT_STATES, AccessRequest.holder_check_due_at, now, limit=self.batch, next_due=next_check
             ):
                 holders[request.requester_slack_id].append(request)
-        for slack_id in sorted(holders):
+        for position, slack_id in enumerate(sorted(holders)):
             try:
                 profile = services.slack.profile(slack_id)
+            except NO_ANSWER as error:
+                # Slack is not answering: asking the others now would only wait out their timeouts.
+                waiting = [r for holder in sorted(holders)[position:] for r in holders[holder]]
+                log.warning(
+                    "Slack did not answer users.info (%s): %d holders are checked again in %s",
+                    type(error).__name__,
+                    len(waiting),
+                    _UNANSWERED_RECHECK,
+                )
+                with services.db.session() as session:
+                    for request in waiting:
+                        claim(session, request.id, holder_check_due_at=now + _UNANSWERED_RECHECK)
+                break
             except SlackError as error:
                 if error.code not in ("user_not_found", "users_not_found"):
                     log.warning("could not check %s in Slack: %s; next interval", slack_id, error.code)

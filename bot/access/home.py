@@ -100,10 +100,7 @@ class HomeRefresher:
         self._lock = threading.Lock()
 
     def request_changed(self, request: AccessRequest) -> None:
-        try:
-            approvers = self._services.directory.approver_ids(request.account_id)
-        except CloudflareError:
-            approvers = frozenset()
+        approvers = self._services.directory.approver_ids_to_tell(request.account_id)
         self.mark({request.requester_slack_id, *approvers})
 
     def mark(self, user_ids: set[str]) -> None:

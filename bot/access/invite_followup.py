@@ -192,7 +192,7 @@ class InviteFollowUp:
             ):
                 return
             services.audit.record(session, AuditEventType.REMINDER_SENT, request_id=request.id, kind="resend_offer")
-        approvers = sorted(services.directory.approver_ids(request.account_id))
+        approvers = sorted(services.directory.approver_ids_to_tell(request.account_id))
         text = (
             f":hourglass: {mentions(approvers)}: the invite for {number(request.id)} is still not accepted after "
             f"{format_duration(now - invited_at)}."

@@ -114,8 +114,8 @@ class Notifier:
         approver_ids: Sequence[str] = ()
         roles = []
         if request.status == RequestStatus.PENDING.value:
+            approver_ids = sorted(self._directory.approver_ids_to_tell(request.account_id))
             try:
-                approver_ids = sorted(self._directory.approver_ids(request.account_id))
                 roles = self._directory.requestable(request.account_id, zoned=bool(request.zone_ids))
             except CloudflareError as error:
                 log.warning("rendering #%s without fresh roles: %s", request.id, error)

@@ -44,7 +44,7 @@ class PendingSweep:
 
     def _remind(self, request: AccessRequest) -> None:
         services = self.services
-        approver_ids = sorted(services.directory.approver_ids(request.account_id))
+        approver_ids = sorted(services.directory.approver_ids_to_tell(request.account_id))
         waited = format_duration(services.clock.now() - request.created_at)
         text = (
             f":bell: Reminder: {mentions(approver_ids)}, request {number(request.id)} for "
