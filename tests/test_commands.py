@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -240,6 +241,37 @@ def test_approver_look_ups_that_all_fail_never_hand_the_account_to_the_fallback(
     request_id = file_request(bot, fake_slack, ALICE)
     channels = {root.channel for root in roots_of(fake_slack, request_id)}
     assert channels == {fake_slack.dm_channel(BOB), fake_slack.dm_channel(CAROL)}
+
+
+def test_an_approver_slack_cannot_look_up_is_not_refused_for_good(
+    bot: BotUnderTest, fake_slack: FakeSlack, world: World
+) -> None:
+    """Bob's look-up fails while Carol's works, so the request reaches Carol alone. Bob clicks while
+    his look-up fails again: he is told Slack could not confirm his rights, not that he may not
+    decide, and once Slack answers his click goes through."""
+    bob_refused = SlackFault("users.lookupByEmail", status=200, error="internal_error")  # bob@ sorts first
+    fake_slack.inject(bob_refused)
+    request_id = file_request(bot, fake_slack, ALICE)
+    roots = roots_of(fake_slack, request_id)
+    assert [root.channel for root in roots] == [fake_slack.dm_channel(CAROL)]
+    fake_slack.inject(SlackFault("users.lookupByEmail", status=200, error="internal_error"))
+    bot.click(roots[0], "request_approve", user_id=BOB)
+    told = fake_slack.responses_for(bot.last_response_id)
+    assert told and "Could not check your approver rights with Slack" in told[-1]["text"], told
+    assert stored(bot, request_id).status == "pending"
+    bot.click(roots[0], "request_approve", user_id=BOB)
+    assert stored(bot, request_id).status == "invited"
+
+
+def test_someone_with_nothing_to_approve_sees_their_queue_while_an_account_cannot_be_checked(
+    bot: BotUnderTest, fake_slack: FakeSlack, world: World
+) -> None:
+    """Acme's approvers cannot be looked up in Slack right now: Mallory, who approves nothing, is
+    still answered (one account's outage does not break everyone's queue)."""
+    file_request(bot, fake_slack, ALICE)
+    bot.clock.advance(timedelta(minutes=5))  # the approver lists have lapsed
+    fake_slack.inject(SlackFault("users.lookupByEmail", status=200, error="internal_error", times=100))
+    assert "Nothing is waiting for your decision" in answer(bot, fake_slack, "pending", MALLORY)
 
 
 def test_cloudflare_failure_is_told_to_the_user(

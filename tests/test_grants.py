@@ -8,6 +8,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from slack_sdk.http_retry import FixedValueRetryIntervalCalculator
 
 from bot.ops.scheduler import Sweeper
@@ -274,16 +275,19 @@ def test_offboarding_by_the_periodic_recheck(
     assert infos == 1, "one users.info per holder per interval"
 
 
+@pytest.mark.parametrize("failure", ["no answer", "refused"])
 def test_a_recheck_slack_does_not_answer_is_asked_again_soon(
-    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World, failure: str
 ) -> None:
-    """The periodic check meets a Slack that closes the connection on users.info (and its retries):
-    the sweep goes on, and the holder is asked again minutes later, not a whole interval later."""
+    """The periodic check meets a Slack that closes the connection on users.info (and its retries),
+    or refuses it with an error other than "no such user": the sweep goes on, and the holder is
+    asked again minutes later, not a whole interval later."""
     granted = approved_for(bot, fake_slack, 'request "Acme Production" DNS permanent access please')
     fake_slack.users[ALICE].deleted = True
     for handler in bot.services.slack.client.retry_handlers:  # retried at once: no real backoff sleeps
         handler.interval_calculator = FixedValueRetryIntervalCalculator(0)
-    fake_slack.inject(SlackFault("users.info", drop=True, times=3))
+    dropped = SlackFault("users.info", drop=True, times=3)
+    fake_slack.inject(dropped if failure == "no answer" else SlackFault("users.info", status=200, error="fatal_error"))
     bot.clock.advance(timedelta(hours=24, minutes=1))
     sweep(bot)
     assert stored(bot, granted).status == "invited" and not fake_slack.faults, "asked, with no answer"

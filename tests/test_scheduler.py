@@ -6,12 +6,14 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import pytest
+from slack_sdk.http_retry import FixedValueRetryIntervalCalculator
 from sqlalchemy import event, insert
 
 from bot.core.clock import SystemClock
 from bot.ops.scheduler import Sweeper
 from storage.models import AccessRequest
-from tests.conftest import ALICE, BOB, CAROL, BotFactory, World
+from tests.conftest import ALICE, BOB, CAROL, FALLBACK, BotFactory, World
 from tests.fakes.cloudflare import FakeCloudflare
 from tests.fakes.slack import FakeSlack, SlackFault
 from tests.harness import BotUnderTest
@@ -57,19 +59,26 @@ def test_approvers_are_reminded_at_each_interval(bot: BotUnderTest, fake_slack: 
     assert sent[0].details["to"] == sorted([BOB, CAROL])
 
 
+@pytest.mark.parametrize("failure", ["refused", "no answer"])
 def test_a_reminder_goes_out_when_slack_cannot_say_who_approves(
-    bot: BotUnderTest, fake_slack: FakeSlack, world: World
+    make_bot: BotFactory, fake_slack: FakeSlack, world: World, failure: str
 ) -> None:
-    """Four hours on, the approvers' cached ids have lapsed and Slack refuses every look-up: the
-    reminder still goes in each thread (without the mentions), and the root is redrawn as pending."""
+    """Four hours on, the approvers' cached ids have lapsed and Slack refuses (or never answers)
+    every look-up: the reminder still goes in each thread, naming no one (not the fallback
+    approvers: this account has Super Admins), and the roots are redrawn with their age."""
+    bot = make_bot(fallback_approvers=FALLBACK)
+    for handler in bot.services.slack.client.retry_handlers:  # retried at once: no real backoff sleeps
+        handler.interval_calculator = FixedValueRetryIntervalCalculator(0)
     request_id = file_request(bot, fake_slack, ALICE)
     bot.clock.advance(timedelta(hours=4, minutes=1))
-    fake_slack.inject(SlackFault("users.lookupByEmail", status=200, error="internal_error", times=100))
+    refused = SlackFault("users.lookupByEmail", status=200, error="internal_error", times=100)
+    fake_slack.inject(refused if failure == "refused" else SlackFault("users.lookupByEmail", drop=True, times=100))
     sweep(bot)
     texts_now = reminders(fake_slack, request_id)
-    assert len(texts_now) == 2 and all("has waited 4h 1m" in t and f"<@{BOB}>" not in t for t in texts_now)
+    assert len(texts_now) == 2 and all(t.startswith(":bell: Reminder: request #1") for t in texts_now), texts_now
+    assert fake_slack.dms_to(FALLBACK) == []
     for root in roots_of(fake_slack, request_id):
-        assert root.action_ids() == ["request_approve", "request_deny"]
+        assert "4h 1m ago" in root.all_text() and root.action_ids() == ["request_approve", "request_deny"]
 
 
 def test_pending_requests_expire(bot: BotUnderTest, fake_slack: FakeSlack, world: World) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.access.access_model import model_of
 from bot.access.audit import AuditEventType, AuditLog
-from bot.access.directory import Directory
+from bot.access.directory import ApproversUnknown, Directory
 from bot.access.filing import person_refusal
 from bot.access.invites import InviteOutbox
 from bot.access.notifier import Announcement, Notifier
@@ -131,6 +131,8 @@ class Decisions:
                 allowed = self._directory.is_approver(request.account_id, actor_id)
             except CloudflareError as error:
                 return f"Could not check your approver rights with Cloudflare ({escape(str(error))}); nothing changed. Try again."
+            except ApproversUnknown:
+                return "Could not check your approver rights with Slack; nothing changed. Try again."
             if allowed:
                 return None
             reason = (

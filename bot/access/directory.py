@@ -36,6 +36,17 @@ class Approver:
     member_id: str | None = None
 
 
+class ApproverList(list[Approver]):
+    """Approvers as loaded; `complete` is False when a Super Admin's Slack look-up failed (left out
+    this time, not known to be absent)."""
+
+    complete: bool = True
+
+
+class ApproversUnknown(Exception):
+    """Slack could not say whether someone approves: neither yes nor no."""
+
+
 @dataclass(frozen=True)
 class MemberIndex:
     by_email: dict[str, Member]
@@ -299,11 +310,13 @@ class Directory:
                     approvers.append(Approver(slack_id, email, member.id))
         if not approvers and failed is not None:
             # Slack could not say who they are: not "no Super Admin reachable". FALLBACK_APPROVERS
-            # decide only when Slack said so, and nothing is cached (the last list is kept, if any).
+            # decide only when Slack said so, and nothing is cached.
             raise failed
         if not approvers:
             approvers = [Approver(slack_id, None) for slack_id in self._settings.fallback_approvers]
-        return approvers
+        loaded = ApproverList(approvers)
+        loaded.complete = failed is None
+        return loaded
 
     def approver_ids(self, account_id: str, *, fresh: bool = False) -> frozenset[str]:
         return frozenset(approver.slack_id for approver in self.approvers(account_id, fresh=fresh))
@@ -353,13 +366,29 @@ class Directory:
             return False
         if self._refused_clickers.peek((account_id, slack_id)):
             return False
-        if slack_id in self.approver_ids(account_id, fresh=True):
+        try:
+            fresh = self.approvers(account_id, fresh=True)
+        except _LOOKUP_FAILED as error:
+            raise ApproversUnknown(f"Slack could not say who approves for {account_id}") from error
+        if any(approver.slack_id == slack_id for approver in fresh):
             return True
+        if not getattr(fresh, "complete", True):
+            # Their own look-up may be the one that failed: not a refusal, and nothing remembered.
+            raise ApproversUnknown(f"Slack could not say who approves for {account_id}")
         self._refused_clickers.put((account_id, slack_id), True)
         return False
 
     def accounts_approved_by(self, slack_id: str, account_ids: Sequence[str]) -> list[str]:
-        return [account_id for account_id in account_ids if slack_id in self.approver_ids(account_id)]
+        """The accounts whose requests `slack_id` decides; an account Cloudflare or Slack cannot
+        answer for now is left out (one account's outage must not break everyone's queue)."""
+        approved = []
+        for account_id in account_ids:
+            try:
+                if slack_id in self.approver_ids(account_id):
+                    approved.append(account_id)
+            except _CANNOT_SAY as error:
+                log.warning("could not tell who approves for %s now (%s): left out", account_id, type(error).__name__)
+        return approved
 
 
 def _zone_order(zone: Zone) -> str:

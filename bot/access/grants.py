@@ -28,7 +28,7 @@ from bot.access.services import Services
 from bot.access.state_change import change_state
 from bot.cloudflare.errors import CloudflareError, CloudflareNotFound, CloudflareRateLimited
 from bot.core.durations import format_duration
-from bot.slack.formatting import escape, mention, mentions, number, scope_text, shown_roles, slack_date
+from bot.slack.formatting import addressed, escape, mention, number, scope_text, shown_roles, slack_date
 from bot.slack.gateway import NO_ANSWER, SlackError
 from bot.slack.messages import end_warning_blocks
 from storage.models import AccessRequest
@@ -38,9 +38,10 @@ from storage.states import RequestStatus
 log = logging.getLogger(__name__)
 GRANT_STATES = (RequestStatus.INVITED, RequestStatus.ACCEPTED)
 _MAX_REMOVAL_BACKOFF = timedelta(hours=1)
-#: When Slack gave no answer to an offboarding check, the holders not yet checked are asked again
-#: this soon rather than after a whole OFFBOARDING_CHECK_INTERVAL.
-_UNANSWERED_RECHECK = timedelta(minutes=5)
+#: When Slack could not answer an offboarding check (no answer, or an error other than "no such
+#: user"), the holders not checked are asked again this soon rather than after a whole
+#: OFFBOARDING_CHECK_INTERVAL.
+_UNCHECKED_RECHECK = timedelta(minutes=5)
 
 
 class RemovalKind(StrEnum):
@@ -267,7 +268,7 @@ class Grants:
             approvers = sorted(services.directory.approver_ids_to_tell(request.account_id))
             services.notifier.reply(
                 request.id,
-                f":warning: {mentions(approvers)}: Cloudflare refused to remove the access of {number(request.id)} "
+                f":warning: {addressed(approvers, ': ')}Cloudflare refused to remove the access of {number(request.id)} "
                 f"({escape(str(error))}). The bot tries again (next in {format_duration(delay)}) until it is removed.",
             )
         return Result(False, f"Cloudflare refused the removal ({escape(str(error))}); it will be retried.")
@@ -362,6 +363,19 @@ class Grants:
                 count += 1
         return count
 
+    def _check_again_soon(self, requests: list[AccessRequest], now: datetime, claimed_until: datetime) -> None:
+        """Holders Slack could not answer for are asked again soon, not after a whole interval (a
+        deactivated user would keep access that long); only rows still as this sweep claimed them."""
+        with self.services.db.session() as session:
+            for request in requests:
+                claim(
+                    session,
+                    request.id,
+                    AccessRequest.status.in_([state.value for state in GRANT_STATES]),
+                    AccessRequest.holder_check_due_at == claimed_until,
+                    holder_check_due_at=now + _UNCHECKED_RECHECK,
+                )
+
     def recheck_holders(self) -> int:
         """Ask Slack about each holder of bot-granted access once per OFFBOARDING_CHECK_INTERVAL."""
         services = self.services
@@ -385,15 +399,16 @@ class Grants:
                     "Slack did not answer users.info (%s): %d holders are checked again in %s",
                     type(error).__name__,
                     len(waiting),
-                    _UNANSWERED_RECHECK,
+                    _UNCHECKED_RECHECK,
                 )
-                with services.db.session() as session:
-                    for request in waiting:
-                        claim(session, request.id, holder_check_due_at=now + _UNANSWERED_RECHECK)
+                self._check_again_soon(waiting, now, next_check)
                 break
             except SlackError as error:
                 if error.code not in ("user_not_found", "users_not_found"):
-                    log.warning("could not check %s in Slack: %s; next interval", slack_id, error.code)
+                    log.warning(
+                        "could not check %s in Slack: %s; again in %s", slack_id, error.code, _UNCHECKED_RECHECK
+                    )
+                    self._check_again_soon(holders[slack_id], now, next_check)
                     continue
                 self.offboard(slack_id, "their Slack account no longer exists")
                 continue

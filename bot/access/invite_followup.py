@@ -17,7 +17,7 @@ from bot.access.two_factor import nudge_two_factor
 from bot.cloudflare.errors import CloudflareError, CloudflareNotFound
 from bot.cloudflare.models import Member, PolicySpec
 from bot.core.durations import format_duration
-from bot.slack.formatting import escape, mention, mentions, number, shown_roles
+from bot.slack.formatting import addressed, escape, mention, number, shown_roles
 from bot.slack.messages import resend_offer
 from storage.models import AccessRequest
 from storage.repository import ONE_MORE, claim, claim_due, get_request, transition
@@ -194,7 +194,7 @@ class InviteFollowUp:
             services.audit.record(session, AuditEventType.REMINDER_SENT, request_id=request.id, kind="resend_offer")
         approvers = sorted(services.directory.approver_ids_to_tell(request.account_id))
         text = (
-            f":hourglass: {mentions(approvers)}: the invite for {number(request.id)} is still not accepted after "
+            f":hourglass: {addressed(approvers, ': ')}the invite for {number(request.id)} is still not accepted after "
             f"{format_duration(now - invited_at)}."
         )
         if not request.member_created_by_bot:

@@ -8,7 +8,7 @@ from bot.access.audit import AuditEventType
 from bot.access.services import Services
 from bot.access.state_change import change_state
 from bot.core.durations import format_duration
-from bot.slack.formatting import escape, mentions, number
+from bot.slack.formatting import addressed, escape, number
 from storage.models import AccessRequest
 from storage.repository import ONE_MORE, claim_due
 from storage.states import RequestStatus
@@ -47,7 +47,7 @@ class PendingSweep:
         approver_ids = sorted(services.directory.approver_ids_to_tell(request.account_id))
         waited = format_duration(services.clock.now() - request.created_at)
         text = (
-            f":bell: Reminder: {mentions(approver_ids)}, request {number(request.id)} for "
+            f":bell: Reminder: {addressed(approver_ids, ', ')}request {number(request.id)} for "
             f"*{escape(request.account_name)}* has waited {waited} for a decision."
         )
         services.notifier.reply(request.id, text)

@@ -19,6 +19,12 @@ def mentions(user_ids: Iterable[str]) -> str:
     return ", ".join(mention(user_id) for user_id in user_ids)
 
 
+def addressed(user_ids: Iterable[str], separator: str) -> str:
+    """`@a, @b` and `separator` to open a message to them; nothing when there is no one to name."""
+    named = mentions(user_ids)
+    return f"{named}{separator}" if named else ""
+
+
 def slack_date(moment: datetime) -> str:
     """Rendered by Slack in each reader's own time zone; the fallback is UTC."""
     fallback = moment.strftime("%Y-%m-%d %H:%M UTC")
