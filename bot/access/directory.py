@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from bot.access.access_model import AccessModel, AccountAccess, Grantable, is_super_admin_name, requestable
@@ -19,13 +19,11 @@ from bot.cloudflare.models import Account, Member, ResourceGroup, Role, Zone, ac
 from bot.core.clock import Clock
 from bot.core.config import Settings
 from bot.core.ttl_cache import Background, TtlCache
-from bot.slack.gateway import NO_ANSWER, SlackError, SlackGateway
+from bot.slack.gateway import SLACK_FAILED, SlackGateway, failure_reason
 
 log = logging.getLogger(__name__)
-#: A Slack look-up that failed: refused with Slack's error, or no answer came.
-_LOOKUP_FAILED: tuple[type[Exception], ...] = (SlackError, *NO_ANSWER)
 #: Cloudflare or Slack could not say who the approvers are now.
-_CANNOT_SAY: tuple[type[Exception], ...] = (CloudflareError, *_LOOKUP_FAILED)
+_CANNOT_SAY: tuple[type[Exception], ...] = (CloudflareError, *SLACK_FAILED)
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,9 @@ class ApproverList(list[Approver]):
     """Approvers as loaded; `complete` is False when a Super Admin's Slack look-up failed (left out
     this time, not known to be absent)."""
 
-    complete: bool = True
+    def __init__(self, approvers: Iterable[Approver] = (), *, complete: bool = True) -> None:
+        super().__init__(approvers)
+        self.complete = complete
 
 
 class ApproversUnknown(Exception):
@@ -105,7 +105,7 @@ class Directory:
         self._resource_groups: TtlCache[str, list[ResourceGroup]] = TtlCache(clock, ttl)
         self._background = background
         self._members: TtlCache[str, MemberIndex] = TtlCache(clock, ttl)
-        self._approvers: TtlCache[str, list[Approver]] = TtlCache(clock, ttl)
+        self._approvers: TtlCache[str, ApproverList] = TtlCache(clock, ttl)
         self._slack_ids: TtlCache[str, str | None] = TtlCache(clock, ttl)
         # A clicker found not to be an approver by a fresh look stays refused until the TTL ends, so
         # that 40 clicks cost one member listing, not 40.
@@ -288,11 +288,11 @@ class Directory:
 
     # --- approvers ------------------------------------------------------------------------------
 
-    def approvers(self, account_id: str, *, fresh: bool = False) -> list[Approver]:
+    def approvers(self, account_id: str, *, fresh: bool = False) -> ApproverList:
         """Accepted Super Administrators found in Slack by e-mail; FALLBACK_APPROVERS when none is."""
         return self._approvers.get(account_id, lambda: self._load_approvers(account_id, fresh), fresh=fresh)
 
-    def _load_approvers(self, account_id: str, fresh: bool) -> list[Approver]:
+    def _load_approvers(self, account_id: str, fresh: bool) -> ApproverList:
         super_admin_ids = self.super_admin_ids(account_id)
         index = self.members(account_id, fresh=fresh)
         approvers: list[Approver] = []
@@ -301,9 +301,10 @@ class Directory:
             if member.accepted and holds_super_admin(member, account_id, super_admin_ids):
                 try:
                     slack_id = self.slack_id_for(email)
-                except _LOOKUP_FAILED as error:  # one lookup failing must not lose every other approver
-                    why = error.code if isinstance(error, SlackError) else f"no answer: {type(error).__name__}"
-                    log.warning("could not look up approver %s in Slack (%s); skipped this time", email, why)
+                except SLACK_FAILED as error:  # one lookup failing must not lose every other approver
+                    log.warning(
+                        "could not look up approver %s in Slack (%s); skipped this time", email, failure_reason(error)
+                    )
                     failed = error
                     continue
                 if slack_id:
@@ -314,9 +315,7 @@ class Directory:
             raise failed
         if not approvers:
             approvers = [Approver(slack_id, None) for slack_id in self._settings.fallback_approvers]
-        loaded = ApproverList(approvers)
-        loaded.complete = failed is None
-        return loaded
+        return ApproverList(approvers, complete=failed is None)
 
     def approver_ids(self, account_id: str, *, fresh: bool = False) -> frozenset[str]:
         return frozenset(approver.slack_id for approver in self.approvers(account_id, fresh=fresh))
@@ -368,11 +367,11 @@ class Directory:
             return False
         try:
             fresh = self.approvers(account_id, fresh=True)
-        except _LOOKUP_FAILED as error:
+        except SLACK_FAILED as error:
             raise ApproversUnknown(f"Slack could not say who approves for {account_id}") from error
         if any(approver.slack_id == slack_id for approver in fresh):
             return True
-        if not getattr(fresh, "complete", True):
+        if not fresh.complete:
             # Their own look-up may be the one that failed: not a refusal, and nothing remembered.
             raise ApproversUnknown(f"Slack could not say who approves for {account_id}")
         self._refused_clickers.put((account_id, slack_id), True)

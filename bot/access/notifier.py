@@ -28,7 +28,7 @@ from bot.cloudflare.errors import CloudflareError
 from bot.core.clock import Clock
 from bot.core.config import Settings
 from bot.core.timers import Deadline, Deadlines
-from bot.slack.gateway import NO_ANSWER, Block, SlackError, SlackGateway
+from bot.slack.gateway import SLACK_FAILED, Block, SlackGateway, failure_reason
 from bot.slack.messages import request_root, summary_text, text_block
 from storage.db import Database
 from storage.models import AccessRequest
@@ -42,8 +42,6 @@ SLACK_REPAIR_DELAY = timedelta(minutes=1)
 QUEUED_HOLD = 10.0
 #: Requests whose thread roots are remembered (they are written once, when the request is filed).
 ROOTS_REMEMBERED = 4096
-#: A Slack call that failed: refused with Slack's error, or no answer came.
-_SLACK_FAILED: tuple[type[Exception], ...] = (SlackError, *NO_ANSWER)
 #: How many times one redraw draws a request that keeps changing under it before leaving it to the sweep.
 REDRAWS = 3
 
@@ -341,9 +339,11 @@ class Notifier:
         for message in messages:
             try:
                 self._slack.update(message.channel_id, message.ts, summary_text(request), blocks)
-            except _SLACK_FAILED as error:  # the sweep repairs it (an update may be repeated)
+            except SLACK_FAILED as error:  # the sweep repairs it (an update may be repeated)
                 ok = False
-                log.warning("could not update root of #%s in %s: %s", request.id, message.channel_id, _why(error))
+                log.warning(
+                    "could not update root of #%s in %s: %s", request.id, message.channel_id, failure_reason(error)
+                )
         return ok
 
     def changed(self, request: AccessRequest) -> None:
@@ -395,8 +395,8 @@ class Notifier:
             try:
                 self._slack.post(root.channel_id, text, blocks or text_block(text), thread_ts=root.ts)
                 delivered += 1
-            except _SLACK_FAILED as error:  # never sent again: it may be in the thread
-                log.warning("could not reply in the thread of #%s: %s", request_id, _why(error))
+            except SLACK_FAILED as error:  # never sent again: it may be in the thread
+                log.warning("could not reply in the thread of #%s: %s", request_id, failure_reason(error))
         return delivered
 
     def _roots_of(self, request_id: int, session: Session | None = None) -> tuple[Root, ...]:
@@ -429,12 +429,6 @@ class Notifier:
         try:
             self._slack.dm(user_id, text, blocks or text_block(text))
             return True
-        except _SLACK_FAILED as error:  # never sent again: it may have arrived
-            log.warning("could not DM %s: %s", user_id, _why(error))
+        except SLACK_FAILED as error:  # never sent again: it may have arrived
+            log.warning("could not DM %s: %s", user_id, failure_reason(error))
             return False
-
-
-def _why(error: Exception) -> str:
-    """Slack's error code, or that no answer came (the error's text is not logged: it may name a
-    proxy with its credentials)."""
-    return error.code if isinstance(error, SlackError) else f"no answer from Slack ({type(error).__name__})"

@@ -56,6 +56,16 @@ class SlackError(SlackApiError):
         return str(self.response.get("error") or "unknown_error")
 
 
+#: A gateway call that failed: Slack's error, or no answer.
+SLACK_FAILED: tuple[type[Exception], ...] = (SlackError, *NO_ANSWER)
+
+
+def failure_reason(error: Exception) -> str:
+    """For a log line: Slack's error code, or that no answer came. The error's own text is left
+    out: it may name a proxy with its credentials."""
+    return error.code if isinstance(error, SlackError) else f"no answer from Slack ({type(error).__name__})"
+
+
 @contextmanager
 def _slack_errors() -> Iterator[None]:
     try:
