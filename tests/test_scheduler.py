@@ -64,21 +64,31 @@ def test_a_reminder_goes_out_when_slack_cannot_say_who_approves(
     make_bot: BotFactory, fake_slack: FakeSlack, world: World, failure: str
 ) -> None:
     """Four hours on, the approvers' cached ids have lapsed and Slack refuses (or never answers)
-    every look-up: the reminder still goes in each thread, naming no one (not the fallback
-    approvers: this account has Super Admins), and the roots are redrawn with their age."""
+    every look-up: the reminder still goes in each thread, to the approvers last known (not the
+    fallback approvers: this account has Super Admins), and the roots are redrawn with their age.
+    A process that never knew them names no one."""
     bot = make_bot(fallback_approvers=FALLBACK)
     for handler in bot.services.slack.client.retry_handlers:  # retried at once: no real backoff sleeps
         handler.interval_calculator = FixedValueRetryIntervalCalculator(0)
     request_id = file_request(bot, fake_slack, ALICE)
     bot.clock.advance(timedelta(hours=4, minutes=1))
-    refused = SlackFault("users.lookupByEmail", status=200, error="internal_error", times=100)
-    fake_slack.inject(refused if failure == "refused" else SlackFault("users.lookupByEmail", drop=True, times=100))
+    refused = SlackFault("users.lookupByEmail", status=200, error="internal_error", times=1000)
+    fake_slack.inject(refused if failure == "refused" else SlackFault("users.lookupByEmail", drop=True, times=1000))
     sweep(bot)
     texts_now = reminders(fake_slack, request_id)
-    assert len(texts_now) == 2 and all(t.startswith(":bell: Reminder: request #1") for t in texts_now), texts_now
+    assert len(texts_now) == 2 and all(
+        t.startswith(f":bell: Reminder: <@{BOB}>, <@{CAROL}>, request #1") for t in texts_now
+    )
     assert fake_slack.dms_to(FALLBACK) == []
     for root in roots_of(fake_slack, request_id):
         assert "4h 1m ago" in root.all_text() and root.action_ids() == ["request_approve", "request_deny"]
+    restarted = make_bot(fallback_approvers=FALLBACK, clock=bot.clock)
+    for handler in restarted.services.slack.client.retry_handlers:
+        handler.interval_calculator = FixedValueRetryIntervalCalculator(0)
+    bot.clock.advance(timedelta(hours=4))
+    sweep(restarted)
+    assert reminders(fake_slack, request_id)[-1].startswith(":bell: Reminder: request #1"), "no one named"
+    assert fake_slack.dms_to(FALLBACK) == []
 
 
 def test_pending_requests_expire(bot: BotUnderTest, fake_slack: FakeSlack, world: World) -> None:

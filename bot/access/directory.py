@@ -321,16 +321,20 @@ class Directory:
         return frozenset(approver.slack_id for approver in self.approvers(account_id, fresh=fresh))
 
     def approver_ids_to_tell(self, account_id: str) -> frozenset[str]:
-        """The approvers to mention or tell in a message; none when Cloudflare or Slack cannot say
-        now (the message goes out without them rather than not at all). Never for deciding who may
-        decide: that is `is_approver`."""
+        """The approvers to mention or tell in a message. When Cloudflare or Slack cannot say now:
+        those of the last list loaded, or none (the message goes out rather than not at all).
+        Never for deciding who may decide: that is `is_approver`."""
         try:
             return self.approver_ids(account_id)
         except _CANNOT_SAY as error:
+            last = self._approvers.last(account_id)
             log.warning(
-                "could not tell who approves for %s now (%s): told without them", account_id, type(error).__name__
+                "could not tell who approves for %s now (%s): told %s",
+                account_id,
+                type(error).__name__,
+                "those last known" if last else "without them",
             )
-            return frozenset()
+            return frozenset(approver.slack_id for approver in last or ())
 
     def slack_id_for(self, email: str) -> str | None:
         return self._slack_ids.get(email.lower(), lambda: self._slack.lookup_user_id(email))

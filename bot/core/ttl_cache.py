@@ -45,6 +45,13 @@ class TtlCache(Generic[K, V]):
             return entry[1]
         return None
 
+    def last(self, key: K) -> V | None:
+        """The value last loaded for `key`, fresh or expired (None if never loaded or invalidated):
+        for a caller that would rather use an old answer than none when a load fails."""
+        with self._lock:
+            entry = self._entries.get(key)
+        return entry[1] if entry else None
+
     def get(self, key: K, load: Callable[[], V], *, fresh: bool = False) -> V:
         """Load at most once per key concurrently: a burst of callers waits for one load."""
         if not fresh:
