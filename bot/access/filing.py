@@ -10,7 +10,6 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.error import URLError
 
 from bot.access.access_model import AccessModel, Grantable
 from bot.access.audit import AuditEventType, AuditLog
@@ -33,7 +32,7 @@ from bot.core.clock import Clock
 from bot.core.config import Settings
 from bot.core.durations import parse_duration
 from bot.slack.formatting import escape, mentions, number, scope_text, shown_roles
-from bot.slack.gateway import NO_ANSWER, SlackError, SlackGateway, SlackProfile
+from bot.slack.gateway import NEVER_SENT, NO_ANSWER, SlackError, SlackGateway, SlackProfile
 from bot.slack.messages import request_root, summary_text
 from storage.db import Database
 from storage.models import AccessRequest
@@ -541,9 +540,8 @@ class Filing:
 
 
 def _sorted_out(error: Exception, errors: list[str], unconfirmed: list[str], shown: str, prefix: str = "") -> None:
-    """A root post with no answer: never sent when the connection was not made (urllib's URLError),
-    else perhaps taken by Slack (a reset or a timeout after the request went out)."""
-    if isinstance(error, URLError):
+    """A root post with no answer: never sent (NEVER_SENT), else perhaps taken by Slack."""
+    if isinstance(error, NEVER_SENT):
         errors.append(f"{prefix}slack_unreachable")
     else:
         unconfirmed.append(shown)

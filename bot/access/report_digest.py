@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from urllib.error import URLError
 
 from bot.access.audit import AuditEventType
 from bot.access.report import AccessReport, AccountReview
 from bot.access.review_summary import save_reviews, summary_of
 from bot.access.services import Services
 from bot.cloudflare.errors import CloudflareError
-from bot.slack.gateway import NO_ANSWER, SlackError
+from bot.slack.gateway import NEVER_SENT, NO_ANSWER, SlackError
 from bot.slack.report_views import digest_blocks, digest_text
 from storage.scheduled_runs import RunClaim, claim_run, finish_run, release_run, renew_run, undo_run
 
@@ -66,7 +65,7 @@ def post_digest_if_due(services: Services) -> bool:
         posted = services.slack.post(
             channel, digest_text(summaries), digest_blocks(summaries, as_of=ran_at, unreadable=unreadable)
         )
-    except (SlackError, URLError) as error:  # refused, or no connection made: nothing was posted
+    except (SlackError, NEVER_SENT) as error:  # refused, or never reached Slack: nothing was posted
         why = error.code if isinstance(error, SlackError) else "Slack could not be reached"
         log.warning("could not post the access review to %s (%s); trying again next sweep", channel, why)
         with services.db.session() as session:

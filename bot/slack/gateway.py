@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.client import HTTPException
 from typing import Any
+from urllib.error import URLError
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -42,6 +43,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 #: What a gateway call raises when no answer came from Slack (refused, reset, timed out).
 NO_ANSWER: tuple[type[Exception], ...] = (OSError, HTTPException)
+#: The kind of NO_ANSWER that means the call never reached Slack: the connection (or, behind a
+#: proxy, the sending) failed, which urllib and our transport raise as URLError. Any other no-answer
+#: may have been carried out.
+NEVER_SENT = URLError
 
 
 class SlackError(SlackApiError):
