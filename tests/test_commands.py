@@ -236,8 +236,10 @@ def test_approver_look_ups_that_all_fail_never_hand_the_account_to_the_fallback(
     refused = SlackFault("users.lookupByEmail", times=100, status=200, error="internal_error")
     fake_slack.inject(refused if failure == "refused" else SlackFault("users.lookupByEmail", times=100, drop=True))
     said = answer(bot, fake_slack, 'request "Acme Production" DNS why', ALICE)
-    assert "filed" not in said and "try again" in said and fake_slack.roots() == [], said
+    assert "Slack could not say who approves for Acme Production" in said, said
+    assert "Nothing was filed; try again in a minute" in said and fake_slack.roots() == [], said
     fake_slack.faults.clear()
+    bot.clock.advance(timedelta(seconds=31))  # a failed look-up is not tried again for half a minute
     request_id = file_request(bot, fake_slack, ALICE)
     channels = {root.channel for root in roots_of(fake_slack, request_id)}
     assert channels == {fake_slack.dm_channel(BOB), fake_slack.dm_channel(CAROL)}
@@ -254,11 +256,68 @@ def test_an_approver_slack_cannot_look_up_is_not_refused_for_good(
     request_id = file_request(bot, fake_slack, ALICE)
     roots = roots_of(fake_slack, request_id)
     assert [root.channel for root in roots] == [fake_slack.dm_channel(CAROL)]
-    fake_slack.inject(SlackFault("users.lookupByEmail", status=200, error="internal_error"))
-    bot.click(roots[0], "request_approve", user_id=BOB)
+    look_ups = len(fake_slack.calls_to("users.lookupByEmail"))
+    bot.click(roots[0], "request_approve", user_id=BOB)  # his look-up failed moments ago: not asked again yet
     told = fake_slack.responses_for(bot.last_response_id)
     assert told and "Could not check your approver rights with Slack" in told[-1]["text"], told
+    assert "Try again in a minute" in told[-1]["text"]
     assert stored(bot, request_id).status == "pending"
+    assert len(fake_slack.calls_to("users.lookupByEmail")) == look_ups
+    bot.clock.advance(timedelta(seconds=31))
+    # A list missing someone is kept only half a minute: the next request reaches Bob again.
+    later = file_request(bot, fake_slack, MALLORY)
+    assert {root.channel for root in roots_of(fake_slack, later)} == {
+        fake_slack.dm_channel(BOB),
+        fake_slack.dm_channel(CAROL),
+    }
+    bot.click(roots[0], "request_approve", user_id=BOB)
+    assert stored(bot, request_id).status == "invited"
+
+
+def test_an_approver_known_already_decides_while_slack_does_not_answer_for_another(
+    bot: BotUnderTest, fake_slack: FakeSlack, world: World
+) -> None:
+    """Bob's look-up failed when the request was filed, so the list missing him lapses after half a
+    minute; then Slack stops answering for Bob. Carol, whose id the bot still holds, approves: her
+    rights need no Slack call, and nobody waits on Bob's."""
+    for handler in bot.services.slack.client.retry_handlers:  # retried at once: no real backoff sleeps
+        handler.interval_calculator = FixedValueRetryIntervalCalculator(0)
+    fake_slack.inject(SlackFault("users.lookupByEmail", status=200, error="internal_error"))  # bob@ sorts first
+    request_id = file_request(bot, fake_slack, ALICE)
+    (root,) = roots_of(fake_slack, request_id)
+    bot.clock.advance(timedelta(seconds=31))
+    fake_slack.inject(SlackFault("users.lookupByEmail", drop=True, times=1000))
+    bot.click(root, "request_approve", user_id=CAROL)
+    assert stored(bot, request_id).status == "invited", fake_slack.responses_for(bot.last_response_id)
+
+
+def test_a_slack_outage_costs_one_round_of_approver_look_ups_not_one_per_click(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World
+) -> None:
+    """The approver list has lapsed and Slack answers no look-up. Bob's click asks Slack once
+    (with slack_sdk's retries) and not for Carol after that; Carol's click moments later asks
+    nothing. Both are told to try again; half a minute on, with Slack back, Bob approves."""
+    for handler in bot.services.slack.client.retry_handlers:  # retried at once: no real backoff sleeps
+        handler.interval_calculator = FixedValueRetryIntervalCalculator(0)
+    request_id = file_request(bot, fake_slack, ALICE)
+    roots = roots_of(fake_slack, request_id)
+    bot.clock.advance(timedelta(minutes=2))  # DIRECTORY_CACHE_TTL (1 min) has lapsed
+    fake_slack.inject(SlackFault("users.lookupByEmail", drop=True, times=1000))
+    look_ups = len(fake_slack.calls_to("users.lookupByEmail"))
+    bot.click(roots[0], "request_approve", user_id=BOB)
+    asked_for = [call["email"] for call in fake_slack.calls_to("users.lookupByEmail")[look_ups:]]
+    assert asked_for == ["bob@example.com"] * 3, asked_for  # one try and slack_sdk's two retries
+    told = fake_slack.responses_for(bot.last_response_id)
+    assert told and "Could not check your approver rights with Slack" in told[-1]["text"], told
+    listings = len(fake_cf.calls_to("GET", r"/members$"))
+    bot.click(roots[1], "request_approve", user_id=CAROL)
+    told = fake_slack.responses_for(bot.last_response_id)
+    assert told and "Could not check your approver rights with Slack" in told[-1]["text"], told
+    assert len(fake_slack.calls_to("users.lookupByEmail")) == look_ups + 3
+    assert len(fake_cf.calls_to("GET", r"/members$")) == listings
+    assert stored(bot, request_id).status == "pending"
+    fake_slack.faults.clear()
+    bot.clock.advance(timedelta(seconds=31))
     bot.click(roots[0], "request_approve", user_id=BOB)
     assert stored(bot, request_id).status == "invited"
 

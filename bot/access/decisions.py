@@ -132,7 +132,7 @@ class Decisions:
             except CloudflareError as error:
                 return f"Could not check your approver rights with Cloudflare ({escape(str(error))}); nothing changed. Try again."
             except ApproversUnknown:
-                return "Could not check your approver rights with Slack; nothing changed. Try again."
+                return "Could not check your approver rights with Slack; nothing changed. Try again in a minute."
             if allowed:
                 return None
             reason = (

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from bot.access.access_model import AccessModel, AccountAccess, Grantable, is_super_admin_name, requestable
 from bot.cloudflare.client import CloudflareClient
@@ -19,11 +20,15 @@ from bot.cloudflare.models import Account, Member, ResourceGroup, Role, Zone, ac
 from bot.core.clock import Clock
 from bot.core.config import Settings
 from bot.core.ttl_cache import Background, TtlCache
-from bot.slack.gateway import SLACK_FAILED, SlackGateway, failure_reason
+from bot.slack.gateway import NO_ANSWER, SLACK_FAILED, SlackGateway, failure_reason
 
 log = logging.getLogger(__name__)
 #: Cloudflare or Slack could not say who the approvers are now.
 _CANNOT_SAY: tuple[type[Exception], ...] = (CloudflareError, *SLACK_FAILED)
+#: How long a failed Slack look-up is not tried again, and an approver list missing someone whose
+#: look-up failed is kept: short, so a Super Admin is back soon; long enough that an outage costs
+#: one round of slack_sdk's retries per half minute, not one per click or reminder.
+LOOKUP_FAILURE_MEMORY = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -105,8 +110,13 @@ class Directory:
         self._resource_groups: TtlCache[str, list[ResourceGroup]] = TtlCache(clock, ttl)
         self._background = background
         self._members: TtlCache[str, MemberIndex] = TtlCache(clock, ttl)
-        self._approvers: TtlCache[str, ApproverList] = TtlCache(clock, ttl)
-        self._slack_ids: TtlCache[str, str | None] = TtlCache(clock, ttl)
+        # A list missing a Super Admin whose look-up failed is kept no longer than that failure is.
+        self._approvers: TtlCache[str, ApproverList] = TtlCache(
+            clock, ttl, ttl_of=lambda approvers: ttl if approvers.complete else min(ttl, LOOKUP_FAILURE_MEMORY)
+        )
+        self._slack_ids: TtlCache[str, str | None] = TtlCache(
+            clock, ttl, failures=SLACK_FAILED, failure_ttl=min(ttl, LOOKUP_FAILURE_MEMORY)
+        )
         # A clicker found not to be an approver by a fresh look stays refused until the TTL ends, so
         # that 40 clicks cost one member listing, not 40.
         self._refused_clickers: TtlCache[tuple[str, str], bool] = TtlCache(clock, ttl)
@@ -299,6 +309,10 @@ class Directory:
         failed: Exception | None = None
         for email, member in sorted(index.by_email.items()):
             if member.accepted and holds_super_admin(member, account_id, super_admin_ids):
+                if isinstance(failed, NO_ANSWER) and not self._slack_ids.is_fresh(email.lower()):
+                    # Slack is not answering: asking for the others would only wait through the
+                    # same retries again. Those not known already are left out this time.
+                    continue
                 try:
                     slack_id = self.slack_id_for(email)
                 except SLACK_FAILED as error:  # one lookup failing must not lose every other approver
@@ -347,7 +361,11 @@ class Directory:
         Admin may decide at once and a stranger's clicks cannot burn the Cloudflare budget.
         Raises CloudflareError when Cloudflare cannot answer (the caller refuses and says so).
         """
-        cached = next((a for a in self.approvers(account_id) if a.slack_id == slack_id), None)
+        try:
+            listed = self.approvers(account_id)
+        except SLACK_FAILED as error:
+            raise ApproversUnknown(f"Slack could not say who approves for {account_id}") from error
+        cached = next((a for a in listed if a.slack_id == slack_id), None)
         if cached is not None:
             if cached.member_id is None:
                 return True  # FALLBACK_APPROVERS: no Super Admin of this account is reachable in Slack

@@ -32,7 +32,7 @@ from bot.core.clock import Clock
 from bot.core.config import Settings
 from bot.core.durations import parse_duration
 from bot.slack.formatting import escape, mentions, number, scope_text, shown_roles
-from bot.slack.gateway import NEVER_SENT, NO_ANSWER, SlackError, SlackGateway, SlackProfile
+from bot.slack.gateway import NEVER_SENT, NO_ANSWER, SLACK_FAILED, SlackError, SlackGateway, SlackProfile
 from bot.slack.messages import request_root, summary_text
 from storage.db import Database
 from storage.models import AccessRequest
@@ -394,7 +394,13 @@ class Filing:
                 f"{shown_roles(role.name for role in roles)} on the {scope_text(z.name for z in zones)}. "
                 "Nothing was filed."
             )
-        approvers = self._directory.approvers(account.id)
+        try:
+            approvers = self._directory.approvers(account.id)
+        except SLACK_FAILED:
+            raise Refusal(
+                f"Slack could not say who approves for {escape(account.name)} right now, so nobody could be "
+                "asked. Nothing was filed; try again in a minute."
+            ) from None
         if not approvers:
             raise Refusal(
                 f"{escape(account.name)} has no Super Administrator that can be reached in Slack, and no fallback "

@@ -3,6 +3,10 @@
 With `background` set, an expired entry is still served while one reload runs in the background
 (stale-while-revalidate): a caller on a path that must answer Slack within 3 s never waits on the
 loader once the key has been loaded once.
+
+With `failures` set, a load that raised one of those errors is not tried again for
+`failure_ttl`: callers get the same error at once. During an outage each caller would otherwise
+wait through the loader's own retries (a burst of clicks, every reminder) only to learn the same.
 """
 
 from __future__ import annotations
@@ -22,10 +26,23 @@ Background = Callable[[Callable[[], None]], object]
 
 
 class TtlCache(Generic[K, V]):
-    def __init__(self, clock: Clock, ttl: timedelta, *, background: Background | None = None) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        ttl: timedelta,
+        *,
+        background: Background | None = None,
+        failures: tuple[type[Exception], ...] = (),
+        failure_ttl: timedelta = timedelta(0),
+        ttl_of: Callable[[V], timedelta] | None = None,
+    ) -> None:
         self._clock = clock
         self._ttl = ttl
         self._background = background
+        self._remembered_failures = failures
+        self._failure_ttl = failure_ttl
+        self._ttl_of = ttl_of
+        self._failures: dict[K, tuple[datetime, Exception]] = {}
         self._entries: dict[K, tuple[datetime, V]] = {}
         self._lock = threading.Lock()
         self._key_locks: dict[K, threading.Lock] = {}
@@ -36,6 +53,12 @@ class TtlCache(Generic[K, V]):
         """Whether `key` was ever loaded (fresh or not)."""
         with self._lock:
             return key in self._entries
+
+    def is_fresh(self, key: K) -> bool:
+        """Whether a fresh value is cached (None included, which `peek` cannot tell from absent)."""
+        with self._lock:
+            entry = self._entries.get(key)
+        return entry is not None and entry[0] > self._clock.now()
 
     def peek(self, key: K) -> V | None:
         """The cached value if still fresh, without loading."""
@@ -74,11 +97,26 @@ class TtlCache(Generic[K, V]):
             # Another caller loaded while we waited for the lock: that answer is as fresh as ours would be.
             if entry and entry[0] > self._clock.now() and (loaded_meanwhile or not fresh):
                 return entry[1]
-            value = load()
+            self._raise_remembered_failure(key)
+            try:
+                value = load()
+            except self._remembered_failures as error:
+                with self._lock:
+                    self._failures[key] = (self._clock.now() + self._failure_ttl, error)
+                raise
             with self._lock:
                 self._loads[key] = self._loads.get(key, 0) + 1
             self.put(key, value)
             return value
+
+    def _raise_remembered_failure(self, key: K) -> None:
+        with self._lock:
+            failure = self._failures.get(key)
+            if failure is not None and failure[0] <= self._clock.now():
+                del self._failures[key]
+                failure = None
+        if failure is not None:
+            raise failure[1].with_traceback(None)  # not the traceback of every earlier raise
 
     def _refresh_later(self, key: K, load: Callable[[], V]) -> None:
         with self._lock:
@@ -103,8 +141,11 @@ class TtlCache(Generic[K, V]):
                 self._refreshing.discard(key)
 
     def put(self, key: K, value: V) -> None:
+        """`ttl_of(value)` decides how long it stays fresh, if given (a partial answer: shorter)."""
+        ttl = self._ttl_of(value) if self._ttl_of is not None else self._ttl
         with self._lock:
-            self._entries[key] = (self._clock.now() + self._ttl, value)
+            self._entries[key] = (self._clock.now() + ttl, value)
+            self._failures.pop(key, None)
 
     def invalidate(self, key: K) -> None:
         with self._lock:
