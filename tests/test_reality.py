@@ -105,16 +105,34 @@ def test_a_post_that_met_a_5xx_is_not_sent_twice(bot: BotUnderTest, fake_slack: 
     file_request(bot, fake_slack, ALICE)
     to_bob = [m for m in fake_slack.dms_to(BOB) if "Access request #1" in m.all_text()]
     assert len(to_bob) == 1, [m.text for m in fake_slack.dms_to(BOB)]
+    assert stored(bot, 1).status == "pending"
     fake_slack.errors.clear()
 
 
-def test_root_posts_slack_never_answered_leave_the_request_open_and_say_so(
+def test_root_posts_slack_refused_close_the_request_as_undelivered(
     bot: BotUnderTest, fake_slack: FakeSlack, world: World
 ) -> None:
-    """Both approvers' DMs lose their connection after Slack took them: the bot cannot know they
-    arrived, so the request stays pending (not closed as undelivered), the requester is told Slack
-    did not confirm it, nothing is posted twice, and an approver who got it can still decide."""
-    fake_slack.inject(SlackFault(method="chat.postMessage", drop=True, after_effect=True, times=2))
+    """Slack's own refusal (HTTP 200, `ok: false`) means not posted: unlike a 5xx, the request is
+    closed and the requester told, free to ask again."""
+    fake_slack.inject(SlackFault(method="chat.postMessage", status=200, error="is_archived", times=2))
+    said = answer(bot, fake_slack, 'request "Acme Production" DNS need to rotate records', ALICE)
+    assert "could not be delivered to the approvers" in said and "is_archived" in said, said
+    assert stored(bot, 1).status == "failed"
+
+
+@pytest.mark.parametrize("answer_lost", ["no answer", "5xx"])
+def test_root_posts_slack_never_answered_leave_the_request_open_and_say_so(
+    bot: BotUnderTest, fake_slack: FakeSlack, world: World, answer_lost: str
+) -> None:
+    """Both approvers' DMs lose their connection (or meet a 5xx) after Slack took them: the bot
+    cannot know they arrived, so the request stays pending (not closed as undelivered), the
+    requester is told Slack did not confirm it, nothing is posted twice, and an approver who got it
+    can still decide."""
+    if answer_lost == "5xx":
+        lost = SlackFault(method="chat.postMessage", status=500, error="internal_error", after_effect=True, times=2)
+    else:
+        lost = SlackFault(method="chat.postMessage", drop=True, after_effect=True, times=2)
+    fake_slack.inject(lost)
     said = answer(bot, fake_slack, 'request "Acme Production" DNS need to rotate records', ALICE)
     assert "filed" in said and f"Slack did not confirm delivery to <@{BOB}>, <@{CAROL}>" in said, said
     assert "`/cf-access cancel 1` and ask again" in said

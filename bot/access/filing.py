@@ -32,7 +32,7 @@ from bot.core.clock import Clock
 from bot.core.config import Settings
 from bot.core.durations import parse_duration
 from bot.slack.formatting import escape, mentions, number, scope_text, shown_roles
-from bot.slack.gateway import NEVER_SENT, NO_ANSWER, SLACK_FAILED, SlackError, SlackGateway, SlackProfile
+from bot.slack.gateway import NEVER_SENT, SLACK_FAILED, SlackError, SlackGateway, SlackProfile
 from bot.slack.messages import request_root, summary_text
 from storage.db import Database
 from storage.models import AccessRequest
@@ -479,18 +479,14 @@ class Filing:
             try:
                 message = self._slack.post(self._settings.approval_channel, f"{mentions(approver_ids)}: {text}", blocks)
                 posted.append((message.channel_id, message.ts, None))
-            except SlackError as error:
-                errors.append(str(error.code))
-            except NO_ANSWER as error:
+            except SLACK_FAILED as error:
                 _sorted_out(error, errors, unconfirmed, "the channel")
         else:
             for approver_id in approver_ids:
                 try:
                     message = self._slack.dm(approver_id, text, blocks)
                     posted.append((message.channel_id, message.ts, approver_id))
-                except SlackError as error:
-                    errors.append(f"{approver_id}: {error.code}")
-                except NO_ANSWER as error:
+                except SLACK_FAILED as error:
                     _sorted_out(error, errors, unconfirmed, f"<@{approver_id}>", f"{approver_id}: ")
         now = self._clock.now()
         with self._db.session() as session:
@@ -546,8 +542,12 @@ class Filing:
 
 
 def _sorted_out(error: Exception, errors: list[str], unconfirmed: list[str], shown: str, prefix: str = "") -> None:
-    """A root post with no answer: never sent (NEVER_SENT), else perhaps taken by Slack."""
-    if isinstance(error, NEVER_SENT):
+    """A failed root post: refused (Slack's error), never sent (NEVER_SENT), or perhaps taken by
+    Slack: no answer, or a 5xx, which Slack may send after posting (slack_sdk does not retry a post
+    for that reason)."""
+    if isinstance(error, SlackError) and error.response.status_code < 500:
+        errors.append(f"{prefix}{error.code}")
+    elif isinstance(error, NEVER_SENT):
         errors.append(f"{prefix}slack_unreachable")
     else:
         unconfirmed.append(shown)
