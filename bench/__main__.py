@@ -351,7 +351,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests, 10 000 stored requests for the sweep")
     parser.add_argument("--database-url", help="default: a fresh SQLite file")
     args = parser.parse_args()
-    per_level = {1: 50, 16: 200, 64: 320} if not args.quick else {1: 10, 16: 48, 64: 64}
+    per_level = {1: 50, 16: 600, 64: 320} if not args.quick else {1: 10, 16: 48, 64: 64}
     workdir = Path(tempfile.mkdtemp(prefix="cf-access-bench-"))
     filed = sum(per_level.values())
     clicks = 10 if args.quick else 40
