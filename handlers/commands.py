@@ -16,7 +16,7 @@ from bot.slack.formatting import escape, number, scope_text, shown_roles
 from bot.slack.gateway import SlackError
 from bot.slack.messages import STATUS_LABEL, term_text
 from bot.slack.modals import loading_modal, request_modal
-from handlers.common import failure_text, form_durations, run_after_ack, run_at_once
+from handlers.common import failure_text, form_durations, run_after_ack, run_at_once, tell_actor
 from storage.repository import pending_for_accounts, requests_of
 from storage.states import RequestStatus
 
@@ -43,26 +43,31 @@ class CommandHandlers:
         run_after_ack(self.services, command, respond, lambda: self._run(parsed, command, respond))
 
     def _run(self, parsed: ParsedCommand, command: dict[str, Any], respond: Respond) -> None:
+        """Work out the answer, then deliver it: a reply Slack does not take (the response_url
+        expired or failed) must not read as the command failing, since it may have filed or
+        cancelled a request; `tell_actor` falls back to an ephemeral or a DM."""
         try:
-            self._dispatch(parsed, command, respond)
+            text = self._answer(parsed, command)
         except Refusal as refusal:
-            respond(text=f":warning: {refusal.message}", response_type="ephemeral")
+            text = f":warning: {refusal.message}"
         except Exception as error:
-            respond(text=failure_text(error), response_type="ephemeral")
+            text = failure_text(error)
+        tell_actor(self.services, command, respond, text)
 
-    def _dispatch(self, parsed: ParsedCommand, command: dict[str, Any], respond: Respond) -> None:
+    def _answer(self, parsed: ParsedCommand, command: dict[str, Any]) -> str:
         user_id = command["user_id"]
         match parsed.name:
             case "request":
-                respond(text=self.quick_request(user_id, parsed), response_type="ephemeral")
+                return self.quick_request(user_id, parsed)
             case "accounts":
-                respond(text=self.accounts_text(), response_type="ephemeral")
+                return self.accounts_text()
             case "roles":
-                respond(text=self.roles_text(parsed), response_type="ephemeral")
+                return self.roles_text(parsed)
             case "pending":
-                respond(text=self.pending_text(user_id), response_type="ephemeral")
+                return self.pending_text(user_id)
             case "cancel":
-                respond(text=self.cancel_text(user_id, parsed), response_type="ephemeral")
+                return self.cancel_text(user_id, parsed)
+        return USAGE
 
     # --- request --------------------------------------------------------------------------
 
@@ -73,7 +78,7 @@ class CommandHandlers:
         try:
             view_id, view_hash = services.slack.open_view(command["trigger_id"], loading_modal())
         except SlackError as error:
-            respond(text=failure_text(error), response_type="ephemeral")
+            tell_actor(services, command, respond, failure_text(error))
             return
         run_after_ack(services, command, respond, lambda: self._fill_modal(command, view_id, view_hash))
 

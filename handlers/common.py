@@ -15,6 +15,8 @@ from bot.access.terms import duration_choices
 from bot.cloudflare.errors import CloudflareError
 from bot.core.config import Settings
 from bot.slack.formatting import escape
+from bot.slack.gateway import NO_ANSWER
+from bot.slack.transport import ResponseUrlRefused
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +34,25 @@ def failure_text(error: Exception) -> str:
 def tell_actor(services: Services, body: dict[str, Any], respond: Respond | None, text: str) -> None:
     """Ephemeral to the person who acted: via response_url in messages, a DM from Home or modals."""
     user_id = body.get("user", {}).get("id") or body.get("user_id")
+    late = False
     if respond is not None and body.get("response_url"):
         try:
             respond(text=text, response_type="ephemeral", replace_original=False)
             return
-        except Exception:  # fall through to a DM; the person must hear
-            log.warning("response_url failed; telling %s by DM", user_id)
-    channel_id = (body.get("container") or {}).get("channel_id")
-    if channel_id and user_id:
+        except Exception as error:  # fall through to an ephemeral or a DM; the person must hear
+            log.warning("response_url failed (%s); telling %s another way", type(error).__name__, user_id)
+            # Refused: usually expired, 30 minutes on, when they may have left the channel, where
+            # Slack shows an ephemeral only to someone active in it.
+            late = isinstance(error, ResponseUrlRefused)
+    # A click's message, or the channel a command was typed in (where the bot may not be).
+    channel_id = (body.get("container") or {}).get("channel_id") or body.get("channel_id")
+    if channel_id and user_id and not late:
         try:
             services.slack.ephemeral(channel_id, user_id, text)
             return
         except SlackApiError:
+            pass
+        except NO_ANSWER:  # it may have arrived; a DM as well is better than neither
             pass
     if user_id:
         services.notifier.tell(user_id, text)

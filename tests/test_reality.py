@@ -6,6 +6,7 @@ green test against a lenient fake proves nothing), then what a user sees when th
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -85,6 +86,52 @@ def test_fake_slack_enforces_block_kit_limits_and_known_arguments(strict_slack: 
     home = {"type": "home", "submit": {"type": "plain_text", "text": "x"}, "blocks": [{"type": "divider"}]}
     assert slack_call(strict_slack, "views.publish", user_id=BOT_USER_ID, view=home)["error"] == "invalid_arguments"
     strict_slack.errors.clear()
+
+
+def test_fake_slack_takes_five_posts_per_response_url_within_thirty_minutes(strict_slack: FakeSlack) -> None:
+    for _ in range(5):
+        assert httpx.post(f"{strict_slack.url}/response/r-1", json={"text": "hi"}).status_code == 200
+    used = httpx.post(f"{strict_slack.url}/response/r-1", json={"text": "hi"})
+    assert (used.status_code, used.text) == (404, "used_url")
+    strict_slack.expire_response_url("r-2")
+    expired = httpx.post(f"{strict_slack.url}/response/r-2", json={"text": "hi"})
+    assert (expired.status_code, expired.text) == (404, "expired_url")
+    assert len(strict_slack.responses_for("r-1")) == 5 and strict_slack.responses_for("r-2") == []
+
+
+def said_to(slack: FakeSlack, user_id: str) -> list[str]:
+    """What reached `user_id` other than through a response_url: ephemerals and DMs."""
+    return [e.text for e in slack.ephemerals_to(user_id)] + [m.all_text() for m in slack.dms_to(user_id)]
+
+
+def test_a_filing_whose_reply_slack_no_longer_takes_is_told_another_way(
+    bot: BotUnderTest, fake_slack: FakeSlack, world: World
+) -> None:
+    """The answer comes after the command's response_url has lapsed: Slack answers 404, which
+    slack_sdk returns rather than raises. The request is filed, and Alice is told so another way,
+    once, not that something went wrong (which would send her to file it again)."""
+    fake_slack.expire_response_urls()
+    reply = bot.command('request "Acme Production" DNS need to rotate records', user_id=ALICE)
+    assert reply.response.status_code == 200 and reply.response.text == ""
+    assert stored(bot, 1).status == "pending"
+    told = [text for text in said_to(fake_slack, ALICE) if "#1" in text or "went wrong" in text]
+    assert len(told) == 1 and "Request #1 filed" in told[0], told
+    assert fake_slack.responses_for(reply.response_id) == []
+
+
+def test_a_click_whose_reply_slack_no_longer_takes_is_told_another_way(
+    bot: BotUnderTest, fake_slack: FakeSlack, world: World
+) -> None:
+    """Bob clicks Approve on his copy of a request Alice cancelled meanwhile (his client had not
+    redrawn it yet), and the click's response_url no longer takes posts: he still reads why
+    nothing happened."""
+    request_id = file_request(bot, fake_slack, ALICE)
+    as_bob_saw_it = copy.deepcopy(roots_of(fake_slack, request_id)[0])
+    assert "cancelled" in answer(bot, fake_slack, f"cancel {request_id}", ALICE)
+    fake_slack.expire_response_urls()
+    bot.click(as_bob_saw_it, "request_approve", user_id=BOB)
+    assert any(f"Request #{request_id} was cancelled by the requester" in text for text in said_to(fake_slack, BOB))
+    assert stored(bot, request_id).status == "cancelled"
 
 
 def test_a_deny_form_slack_refuses_to_open_is_told_to_the_clicker(

@@ -143,8 +143,17 @@ class PooledWebhookClient(WebhookClient):
         )
 
 
+class ResponseUrlRefused(Exception):
+    """Slack did not take a `response_url` post (404 `expired_url` after 30 minutes, `used_url`
+    after 5 posts, or any other non-200): the person did not see it."""
+
+
 class PooledRespond(Respond):
-    """Bolt's `respond`, posting over the shared pool instead of a new urllib connection."""
+    """Bolt's `respond`, posting over the shared pool instead of a new urllib connection.
+
+    slack_sdk's WebhookClient hands a non-200 back as a response rather than raising, so a reply
+    Slack refused would vanish; this raises `ResponseUrlRefused`, and callers tell the person
+    another way."""
 
     def __init__(self, *, response_url: str | None, http: SlackHttp) -> None:
         super().__init__(response_url=response_url)
@@ -180,7 +189,10 @@ class PooledRespond(Respond):
                 thread_ts=thread_ts,
                 metadata=metadata,
             )
-        return PooledWebhookClient(self.response_url, http=self._http).send_dict(message)
+        response = PooledWebhookClient(self.response_url, http=self._http).send_dict(message)
+        if response.status_code != 200:
+            raise ResponseUrlRefused(f"response_url answered {response.status_code}: {str(response.body)[:40]}")
+        return response
 
 
 def pooled_context_middleware(client: PooledWebClient) -> Callable[..., Any]:

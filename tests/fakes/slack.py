@@ -79,6 +79,10 @@ class Ephemeral:
     blocks: list[dict[str, Any]]
 
 
+#: Posts one response_url takes (within 30 minutes of the interaction).
+RESPONSE_URL_USES = 5
+
+
 @dataclass
 class SlackFault:
     method: str
@@ -106,6 +110,8 @@ class FakeSlack(FakeServer):
         self.messages: list[Message] = []
         self._by_key: dict[tuple[str, str], Message] = {}
         self.ephemerals: list[Ephemeral] = []
+        self.expired_response_urls: set[str] = set()
+        self.response_urls_expired = False
         self.responses: list[dict[str, Any]] = []
         self.views: dict[str, dict[str, Any]] = {}
         self.home_views: dict[str, dict[str, Any]] = {}
@@ -517,12 +523,27 @@ class FakeSlack(FakeServer):
         return _ok(url=self.socket_mode.issue_url())
 
     def _response_url(self, path: str, raw: bytes) -> FakeResponse:
+        """As Slack: a response_url takes up to RESPONSE_URL_USES posts within 30 minutes
+        (`expire_response_url` plays the 30 minutes passing); after that it answers 404."""
         with self._changed:
+            if self.response_urls_expired or path in self.expired_response_urls:
+                return FakeResponse(404, None, raw=b"expired_url", content_type="text/plain")
+            if sum(r["_response_url"] == path for r in self.responses) >= RESPONSE_URL_USES:
+                return FakeResponse(404, None, raw=b"used_url", content_type="text/plain")
             body = json.loads(raw or b"{}")
             body["_response_url"] = path
             self.responses.append(body)
             self._changed.notify_all()
         return FakeResponse(200, {"ok": True})
+
+    def expire_response_url(self, response_id: str) -> None:
+        with self.lock:
+            self.expired_response_urls.add(f"/response/{response_id}")
+
+    def expire_response_urls(self) -> None:
+        """Every response_url, issued or to come, is past its 30 minutes (the bot answers late)."""
+        with self.lock:
+            self.response_urls_expired = True
 
     def responses_for(self, response_id: str) -> list[dict[str, Any]]:
         with self.lock:
