@@ -552,6 +552,51 @@ def test_two_factor_nudge_without_enforcement_does_not_say_required(
     assert nudged == ["two_factor_nudged"]
 
 
+@pytest.mark.parametrize(
+    ("failure", "thread_says", "delivered"),
+    [
+        ("no answer after Slack took it", "Slack did not confirm the DM telling them how to turn it on", None),
+        ("never sent", "the DM telling them how to turn it on failed", False),
+    ],
+)
+def test_a_two_factor_nudge_slack_did_not_confirm_is_not_called_failed(
+    make_bot: BotFactory,
+    fake_slack: FakeSlack,
+    fake_cf: FakeCloudflare,
+    review: str,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: str,
+    thread_says: str,
+    delivered: bool | None,
+) -> None:
+    """The nudge's DM loses its answer after Slack posted it: the thread says Slack did not confirm
+    it (it may well be in Alice's DMs), not that it failed; a DM that never left is a failure."""
+    from http.client import RemoteDisconnected
+
+    bot = make_bot(cloudflare_account_ids=review)
+    alice = file_request(bot, fake_slack, ALICE, 'request "Review Co" DNS rotate records')
+    approve(bot, fake_slack, alice)
+    fake_cf.accept(review, member_of(bot, alice))
+    dm = bot.services.slack.dm
+
+    def nudge_lost(user_id: str, text: str, blocks: Any) -> Any:
+        if "two-factor" not in text:
+            return dm(user_id, text, blocks)
+        if failure == "never sent":
+            raise URLError(ConnectionRefusedError(111, "Connection refused"))
+        dm(user_id, text, blocks)
+        raise RemoteDisconnected("Remote end closed connection without response")
+
+    monkeypatch.setattr(bot.services.slack, "dm", nudge_lost)
+    bot.clock.advance(timedelta(minutes=6))
+    sweep(bot)
+    thread = texts(fake_slack.thread(roots_of(fake_slack, alice)[0]))
+    assert f"<@{ALICE}> has no two-factor authentication on Cloudflare yet; {thread_says}." in thread, thread
+    with bot.db.session() as session:
+        (nudged,) = [e for e in iter_audit(session) if e.event == "two_factor_nudged"]
+    assert nudged.details["delivered"] is delivered
+
+
 def test_models_tolerate_null_two_factor_and_settings() -> None:
     from bot.cloudflare.models import Account, Member
 

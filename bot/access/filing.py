@@ -32,7 +32,7 @@ from bot.core.clock import Clock
 from bot.core.config import Settings
 from bot.core.durations import parse_duration
 from bot.slack.formatting import escape, mentions, number, scope_text, shown_roles
-from bot.slack.gateway import NEVER_SENT, SLACK_FAILED, SlackError, SlackGateway, SlackProfile
+from bot.slack.gateway import SLACK_FAILED, SlackError, SlackGateway, SlackProfile, may_have_taken_effect
 from bot.slack.messages import request_root, summary_text
 from storage.db import Database
 from storage.models import AccessRequest
@@ -545,12 +545,10 @@ def _sorted_out(error: Exception, errors: list[str], unconfirmed: list[str], sho
     """A failed root post: refused (Slack's error), never sent (NEVER_SENT), or perhaps taken by
     Slack: no answer, or a 5xx, which Slack may send after posting (slack_sdk does not retry a post
     for that reason)."""
-    if isinstance(error, SlackError) and error.response.status_code < 500:
-        errors.append(f"{prefix}{error.code}")
-    elif isinstance(error, NEVER_SENT):
-        errors.append(f"{prefix}slack_unreachable")
-    else:
+    if may_have_taken_effect(error):
         unconfirmed.append(shown)
+    else:
+        errors.append(f"{prefix}{error.code if isinstance(error, SlackError) else 'slack_unreachable'}")
 
 
 def filed_message(filed: Filed) -> str:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import Enum
 
 from sqlalchemy.orm import Session
 
@@ -28,7 +29,7 @@ from bot.cloudflare.errors import CloudflareError
 from bot.core.clock import Clock
 from bot.core.config import Settings
 from bot.core.timers import Deadline, Deadlines
-from bot.slack.gateway import SLACK_FAILED, Block, SlackGateway, failure_reason
+from bot.slack.gateway import SLACK_FAILED, Block, SlackGateway, failure_reason, may_have_taken_effect
 from bot.slack.messages import request_root, summary_text, text_block
 from storage.db import Database
 from storage.models import AccessRequest
@@ -44,6 +45,13 @@ QUEUED_HOLD = 10.0
 ROOTS_REMEMBERED = 4096
 #: How many times one redraw draws a request that keeps changing under it before leaving it to the sweep.
 REDRAWS = 3
+
+
+class Delivery(Enum):
+    SENT = "sent"
+    REFUSED = "refused"
+    #: No answer, or a 5xx: it may have arrived.
+    UNCONFIRMED = "unconfirmed"
 
 
 @dataclass(frozen=True)
@@ -426,9 +434,14 @@ class Notifier:
                 self._roots.popitem(last=False)
 
     def tell(self, user_id: str, text: str, blocks: Sequence[Block] = ()) -> bool:
+        """A DM; True when Slack confirmed it."""
+        return self.deliver(user_id, text, blocks) is Delivery.SENT
+
+    def deliver(self, user_id: str, text: str, blocks: Sequence[Block] = ()) -> Delivery:
+        """A DM, and whether it went: for callers that tell others how it went (never sent again)."""
         try:
             self._slack.dm(user_id, text, blocks or text_block(text))
-            return True
-        except SLACK_FAILED as error:  # never sent again: it may have arrived
+            return Delivery.SENT
+        except SLACK_FAILED as error:
             log.warning("could not DM %s: %s", user_id, failure_reason(error))
-            return False
+            return Delivery.UNCONFIRMED if may_have_taken_effect(error) else Delivery.REFUSED

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from bot.access.audit import AuditEventType
+from bot.access.notifier import Delivery
 from bot.access.services import Services
 from bot.cloudflare.errors import CloudflareError
 from bot.slack.formatting import escape, mention
@@ -21,6 +22,13 @@ HOW_TO = (
     "In the Cloudflare dashboard open *My Profile → Authentication* and turn on *Two-Factor Authentication* "
     "(a security key, or an authenticator app), then keep the backup codes somewhere safe."
 )
+
+
+_HOW_IT_WENT = {
+    Delivery.SENT: "they were told how to turn it on",
+    Delivery.REFUSED: "the DM telling them how to turn it on failed",
+    Delivery.UNCONFIRMED: "Slack did not confirm the DM telling them how to turn it on",
+}
 
 
 def nudge_two_factor(services: Services, request: AccessRequest) -> bool:
@@ -46,7 +54,7 @@ def nudge_two_factor(services: Services, request: AccessRequest) -> bool:
         if enforced
         else ""
     )
-    told = services.notifier.tell(
+    delivery = services.notifier.deliver(
         request.requester_slack_id,
         f":closed_lock_with_key: Your Cloudflare login ({escape(request.requester_email)}) has no two-factor "
         f"authentication yet.{required} {HOW_TO}",
@@ -54,9 +62,9 @@ def nudge_two_factor(services: Services, request: AccessRequest) -> bool:
     services.notifier.reply(
         request.id,
         f":closed_lock_with_key: {mention(request.requester_slack_id)} has no two-factor authentication on "
-        f"Cloudflare yet{' (this account requires it)' if enforced else ''}; "
-        f"{'they were told how to turn it on' if told else 'the DM telling them how to turn it on failed'}.",
+        f"Cloudflare yet{' (this account requires it)' if enforced else ''}; {_HOW_IT_WENT[delivery]}.",
     )
+    told = delivery is Delivery.SENT
     with services.db.session() as session:
         services.audit.record(
             session,
@@ -64,6 +72,6 @@ def nudge_two_factor(services: Services, request: AccessRequest) -> bool:
             request_id=request.id,
             cloudflare_member_id=member_id,
             account_enforces_two_factor=enforced,
-            delivered=told,
+            delivered=told if delivery is not Delivery.UNCONFIRMED else None,  # None: Slack did not say
         )
     return told

@@ -38,6 +38,7 @@ __all__ = [
     "SlackProfile",
     "View",
     "make_web_client",
+    "may_have_taken_effect",
 ]
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,14 @@ class SlackError(SlackApiError):
 
 #: A gateway call that failed: Slack's error, or no answer.
 SLACK_FAILED: tuple[type[Exception], ...] = (SlackError, *NO_ANSWER)
+
+
+def may_have_taken_effect(error: Exception) -> bool:
+    """Whether a failed call may still have been carried out: no answer after sending, or a 5xx
+    (Slack may answer 5xx after posting). Slack's own refusals and calls never sent were not."""
+    if isinstance(error, SlackError):
+        return int(error.response.status_code) >= 500
+    return not isinstance(error, NEVER_SENT)
 
 
 def failure_reason(error: Exception) -> str:
