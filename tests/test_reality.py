@@ -15,6 +15,7 @@ from urllib.error import URLError
 import httpx
 import pytest
 from pydantic import SecretStr
+from slack_sdk.http_retry import FixedValueRetryIntervalCalculator
 
 from bot.cloudflare.client import CloudflareClient, CloudflareCredentials
 from bot.cloudflare.errors import CloudflareServerError
@@ -189,6 +190,22 @@ def test_root_posts_slack_never_answered_leave_the_request_open_and_say_so(
     bot.click(roots_of(fake_slack, 1)[0], "request_approve", user_id=BOB)
     assert stored(bot, 1).status == "invited"
     assert any("sent an invite" in dm.text for dm in fake_slack.dms_to(ALICE))
+
+
+def test_a_dm_whose_conversation_could_not_be_opened_counts_as_not_sent(
+    bot: BotUnderTest, fake_slack: FakeSlack, world: World
+) -> None:
+    """Posting to the approvers' user ids answers channel_not_found, and opening the conversation
+    then meets a 5xx: no message went out, so the request is closed as undelivered, not left
+    pending as if Slack might have it."""
+    for handler in bot.services.slack.client.retry_handlers:  # retried at once: no real backoff sleeps
+        handler.interval_calculator = FixedValueRetryIntervalCalculator(0)
+    fake_slack.inject(SlackFault(method="chat.postMessage", status=200, error="channel_not_found", times=2))
+    fake_slack.inject(SlackFault(method="conversations.open", status=500, error="internal_error", times=10))
+    said = answer(bot, fake_slack, 'request "Acme Production" DNS need to rotate records', ALICE)
+    assert "could not be delivered to the approvers" in said and "internal_error" in said, said
+    assert stored(bot, 1).status == "failed"
+    assert fake_slack.roots() == []
 
 
 def test_root_posts_that_never_left_close_the_request_as_undelivered(

@@ -66,9 +66,15 @@ class SlackError(SlackApiError):
 SLACK_FAILED: tuple[type[Exception], ...] = (SlackError, *NO_ANSWER)
 
 
+#: Set on an error raised before any message was posted (a DM whose conversation could not be opened).
+_NOT_POSTED = "cf_access_not_posted"
+
+
 def may_have_taken_effect(error: Exception) -> bool:
     """Whether a failed call may still have been carried out: no answer after sending, or a 5xx
     (Slack may answer 5xx after posting). Slack's own refusals and calls never sent were not."""
+    if getattr(error, _NOT_POSTED, False):
+        return False
     if isinstance(error, SlackError):
         return int(error.response.status_code) >= 500
     return not isinstance(error, NEVER_SENT)
@@ -270,7 +276,12 @@ class SlackGateway:
         except SlackError as error:
             if error.code != "channel_not_found":
                 raise
-            return self.post(self.dm_channel(user_id), text, blocks)  # open the conversation, then post
+            try:
+                channel = self.dm_channel(user_id)  # open the conversation, then post
+            except SLACK_FAILED as failed:
+                setattr(failed, _NOT_POSTED, True)  # whatever it was, no message went out
+                raise
+            return self.post(channel, text, blocks)
         with self._lock:
             self._dm_channels[user_id] = posted.channel_id
         return posted
