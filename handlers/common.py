@@ -15,7 +15,7 @@ from bot.access.terms import duration_choices
 from bot.cloudflare.errors import CloudflareError
 from bot.core.config import Settings
 from bot.slack.formatting import escape
-from bot.slack.gateway import NO_ANSWER
+from bot.slack.gateway import NO_ANSWER, error_code
 from bot.slack.transport import ResponseUrlRefused
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def failure_text(error: Exception) -> str:
     if isinstance(error, CloudflareError):
         return f":warning: Cloudflare did not answer as expected: {escape(str(error))}. Nothing was changed; try again in a minute (ref `{reference}`)."
     if isinstance(error, SlackApiError):
-        return f":warning: Slack refused a call ({escape(str(error.response.get('error')))}). Nothing was lost; try again (ref `{reference}`)."
+        return f":warning: Slack refused a call ({escape(error_code(error))}). Nothing was lost; try again (ref `{reference}`)."
     return f":warning: Something went wrong on our side. Nothing was lost; try again, or give your Slack admin ref `{reference}`."
 
 

@@ -192,6 +192,17 @@ def test_root_posts_slack_never_answered_leave_the_request_open_and_say_so(
     assert any("sent an invite" in dm.text for dm in fake_slack.dms_to(ALICE))
 
 
+def test_an_html_page_instead_of_slack_s_answer_is_named_by_its_status_not_shown(
+    bot: BotUnderTest, fake_slack: FakeSlack, world: World
+) -> None:
+    """A proxy answers the approvers' DMs with a 403 HTML page: the requester reads `http_403`,
+    not markup (slack_sdk puts the page's first 100 characters in the error)."""
+    fake_slack.inject(SlackFault(method="chat.postMessage", status=403, html=True, times=2))
+    said = answer(bot, fake_slack, 'request "Acme Production" DNS need to rotate records', ALICE)
+    assert "could not be delivered to the approvers" in said and "http_403" in said, said
+    assert "html" not in said.lower() and "proxy says no" not in said, said
+
+
 def test_a_dm_whose_conversation_could_not_be_opened_counts_as_not_sent(
     bot: BotUnderTest, fake_slack: FakeSlack, world: World
 ) -> None:

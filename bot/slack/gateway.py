@@ -6,6 +6,7 @@ Callers get plain values back (ids, ts); Slack's wire format stays here.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -37,6 +38,7 @@ __all__ = [
     "SlackGateway",
     "SlackProfile",
     "View",
+    "error_code",
     "make_web_client",
     "may_have_taken_effect",
 ]
@@ -50,6 +52,19 @@ NO_ANSWER: tuple[type[Exception], ...] = (OSError, HTTPException)
 NEVER_SENT = URLError
 
 
+#: What Slack's error codes look like (`channel_not_found`, `invalid_arguments`).
+_ERROR_CODE = re.compile(r"[a-z0-9_.]{1,64}")
+
+
+def error_code(error: SlackApiError) -> str:
+    """Slack's error code; `http_<status>` when the answer carried none (a proxy's or load
+    balancer's HTML page, which slack_sdk puts in `error` as prose not fit to show people)."""
+    found = str(error.response.get("error") or "")
+    if _ERROR_CODE.fullmatch(found):
+        return found
+    return f"http_{error.response.status_code}" if found else "unknown_error"
+
+
 class SlackError(SlackApiError):
     """What every gateway call raises when Slack answers with an error: `code` is Slack's `error`.
 
@@ -59,7 +74,7 @@ class SlackError(SlackApiError):
 
     @property
     def code(self) -> str:
-        return str(self.response.get("error") or "unknown_error")
+        return error_code(self)
 
 
 #: A gateway call that failed: Slack's error, or no answer.

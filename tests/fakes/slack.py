@@ -101,6 +101,8 @@ class SlackFault:
     until: threading.Event | None = None
     # The connection is closed with no answer at all (after the call took effect with `after_effect`).
     drop: bool = False
+    # The answer is an HTML page with `status`, as a proxy or load balancer in front of Slack sends.
+    html: bool = False
 
 
 class FakeSlack(FakeServer):
@@ -214,6 +216,9 @@ class FakeSlack(FakeServer):
             self._dispatch(api_method, headers, dict(args))
         if fault and fault.drop:
             return FakeResponse(fault.status, None, drop=True)
+        if fault and fault.html:
+            page = f"<html><head><title>{fault.status} Forbidden</title></head><body>proxy says no</body></html>"
+            return FakeResponse(fault.status, None, raw=page.encode(), content_type="text/html")
         if fault:
             if fault.status == 429:
                 return FakeResponse(
