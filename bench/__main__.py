@@ -200,10 +200,6 @@ class RequestBuilder(SlackDriver):
         return self.built
 
 
-def load(loader: LoadProcess, server: Server, requests: list[Prepared], concurrency: int) -> Stats:
-    return loader.run(server.url, requests, concurrency)
-
-
 def fakes(users: int) -> tuple[FakeSlack, FakeCloudflare, str]:
     slack = FakeSlack().start()
     cloudflare = FakeCloudflare(token=CF_TOKEN).start()
@@ -253,7 +249,7 @@ def open_home_tab(bot: Server, slack_url: str, user_id: str) -> None:
 
 def file_requests(loader: LoadProcess, bot: Server, slack: FakeSlack, users: range, concurrency: int) -> Stats:
     builder = RequestBuilder(slack.url)
-    return load(loader, bot, [builder.request(f"U0BN{n:06d}") for n in users], concurrency)
+    return loader.run(bot.url, [builder.request(f"U0BN{n:06d}") for n in users], concurrency)
 
 
 def help_requests(slack: FakeSlack, total: int) -> list[Prepared]:
@@ -291,7 +287,7 @@ def paced_burst(loader: LoadProcess, workdir: Path, approvals: int, calls: int, 
     time.sleep(window + 0.5)  # the window starts empty: the filing's calls are behind it
     before = len(cloudflare.calls)
     started = time.monotonic()
-    stats = load(loader, bot, clicks, 16)
+    stats = loader.run(bot.url, clicks, 16)
     emails = [f"bench{n}@example.com" for n in users]
 
     def invited() -> int:
@@ -373,7 +369,7 @@ def main() -> None:
     base_cpu = 0.0
     for c, total in per_level.items():
         cpu_before = baseline.cpu()
-        base_stats[c] = load(loader, baseline, help_requests(slack, total), c)
+        base_stats[c] = loader.run(baseline.url, help_requests(slack, total), c)
         if c == 16:
             base_cpu = (baseline.cpu() - cpu_before) / total * 1000
     base_memory = baseline.memory_kib()
@@ -390,7 +386,7 @@ def main() -> None:
     for c, total in per_level.items():
         helps = help_requests(slack, total)
         cpu_before = bot.cpu()
-        results["help"][c] = load(loader, bot, helps, c)
+        results["help"][c] = loader.run(bot.url, helps, c)
         if c == 16:
             cpu["help"] = (bot.cpu() - cpu_before) / total * 1000
     bot.wait_quiet()
@@ -412,7 +408,7 @@ def main() -> None:
     for c, total in per_level.items():
         clicks_at_level = approve_clicks(slack, roots_for(slack, batches[c]))
         cpu_before = bot.cpu()
-        results["approve"][c] = load(loader, bot, clicks_at_level, c)
+        results["approve"][c] = loader.run(bot.url, clicks_at_level, c)
         bot.wait_quiet()
         if c == 16:
             cpu["approve"] = (bot.cpu() - cpu_before) / total * 1000

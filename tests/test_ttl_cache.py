@@ -15,11 +15,14 @@ class Outage(Exception):
     pass
 
 
+def remembering(clock: FrozenClock) -> TtlCache[str, str]:
+    """A cache that remembers an Outage for 30 s; values stay fresh for a minute."""
+    return TtlCache(clock, timedelta(minutes=1), failures=(Outage,), failure_ttl=timedelta(seconds=30))
+
+
 def test_a_remembered_failure_is_raised_without_loading_until_it_lapses() -> None:
     clock = FrozenClock()
-    cache: TtlCache[str, str] = TtlCache(
-        clock, timedelta(minutes=1), failures=(Outage,), failure_ttl=timedelta(seconds=30)
-    )
+    cache = remembering(clock)
     loads: list[str] = []
 
     def failing() -> str:
@@ -37,9 +40,7 @@ def test_a_remembered_failure_is_raised_without_loading_until_it_lapses() -> Non
 
 
 def test_failures_not_named_are_not_remembered() -> None:
-    cache: TtlCache[str, str] = TtlCache(
-        FrozenClock(), timedelta(minutes=1), failures=(Outage,), failure_ttl=timedelta(seconds=30)
-    )
+    cache = remembering(FrozenClock())
 
     def broken() -> str:
         raise ValueError("a bug, not an outage")
@@ -50,9 +51,7 @@ def test_failures_not_named_are_not_remembered() -> None:
 
 
 def test_a_value_put_ends_a_remembered_failure() -> None:
-    cache: TtlCache[str, str] = TtlCache(
-        FrozenClock(), timedelta(minutes=1), failures=(Outage,), failure_ttl=timedelta(seconds=30)
-    )
+    cache = remembering(FrozenClock())
 
     def failing() -> str:
         raise Outage("no answer")
@@ -80,9 +79,7 @@ def test_ttl_of_keeps_a_partial_answer_for_less_time() -> None:
 
 def test_callers_waiting_on_a_load_that_fails_get_its_failure_without_loading_again() -> None:
     """A burst of clicks during an outage: one load, one wait through its retries, not one each."""
-    cache: TtlCache[str, str] = TtlCache(
-        FrozenClock(), timedelta(minutes=1), failures=(Outage,), failure_ttl=timedelta(seconds=30)
-    )
+    cache = remembering(FrozenClock())
     started, release = threading.Event(), threading.Event()
     loads: list[str] = []
     outcomes: list[str] = []

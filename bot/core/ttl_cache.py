@@ -54,19 +54,19 @@ class TtlCache(Generic[K, V]):
         with self._lock:
             return key in self._entries
 
-    def is_fresh(self, key: K) -> bool:
-        """Whether a fresh value is cached (None included, which `peek` cannot tell from absent)."""
+    def _fresh_entry(self, key: K) -> tuple[datetime, V] | None:
         with self._lock:
             entry = self._entries.get(key)
-        return entry is not None and entry[0] > self._clock.now()
+        return entry if entry is not None and entry[0] > self._clock.now() else None
+
+    def is_fresh(self, key: K) -> bool:
+        """Whether a fresh value is cached (None included, which `peek` cannot tell from absent)."""
+        return self._fresh_entry(key) is not None
 
     def peek(self, key: K) -> V | None:
         """The cached value if still fresh, without loading."""
-        with self._lock:
-            entry = self._entries.get(key)
-        if entry and entry[0] > self._clock.now():
-            return entry[1]
-        return None
+        entry = self._fresh_entry(key)
+        return entry[1] if entry is not None else None
 
     def last(self, key: K) -> V | None:
         """The value last loaded for `key`, fresh or expired (None if never loaded or invalidated):
