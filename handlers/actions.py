@@ -15,8 +15,8 @@ from bot.access.terms import duration_choices, from_seconds
 from bot.slack.formatting import slack_date
 from bot.slack.gateway import SlackError
 from bot.slack.modals import deny_modal, extension_modal, revoke_modal
-from handlers.common import run_after_ack, run_at_once, tell_actor
-from handlers.payloads import DecisionClick, decision_click
+from handlers.common import reply_address, run_after_ack, run_at_once, tell_actor
+from handlers.payloads import DecisionClick, click_parts, decision_click
 from storage.repository import get_request
 from storage.states import RequestStatus
 
@@ -67,22 +67,28 @@ class ActionHandlers:
         ack: Ack,
         body: dict[str, Any],
         respond: Respond,
-        handle: Callable[[DecisionClick, dict[str, Any]], str | None],
+        handle: Callable[[DecisionClick], str | None],
     ) -> None:
-        """Ack, then on the work pool: parse the click, act, and tell the clicker what `handle` returns."""
+        """Ack, read the click, then on the work pool: act, and tell the clicker what `handle` returns.
+
+        The queue keeps only what the click is read from and where to answer: a click's payload
+        carries the whole message (hundreds of objects), and a burst of clicks queued whole kept
+        them alive for the garbage collector to walk, in passes that stop every thread, acks
+        included. It is read on the pool, so a payload it cannot read is answered, not an error.
+        """
         ack()
+        clicked = click_parts(body)
+        address = reply_address(body)
 
         def work() -> None:
-            click = decision_click(body)
-            said = (
-                handle(click, body) if click else ":warning: That button's payload was not understood; nothing changed."
-            )
+            click = decision_click(clicked)
+            said = handle(click) if click else ":warning: That button's payload was not understood; nothing changed."
             if said:
-                tell_actor(self.services, body, respond, said)
+                tell_actor(self.services, address, respond, said)
 
-        run_after_ack(self.services, body, respond, work)
+        run_after_ack(self.services, address, respond, work)
 
-    def _approve(self, click: DecisionClick, _body: dict[str, Any]) -> str | None:
+    def _approve(self, click: DecisionClick) -> str | None:
         result = self.services.decisions.approve(
             click.request_id, click.user_id, click.granted_role_ids, click.granted_duration_s
         )
@@ -151,10 +157,10 @@ class ActionHandlers:
             return f":warning: Slack did not open the form ({error.code}); click Deny again."
         return None
 
-    def _resend_invite(self, click: DecisionClick, _body: dict[str, Any]) -> str | None:
+    def _resend_invite(self, click: DecisionClick) -> str | None:
         result = InviteFollowUp(self.services, batch=1).resend(click.request_id, click.user_id)
         return (":white_check_mark: " if result.ok else ":warning: ") + result.message
 
-    def _retry_invite(self, click: DecisionClick, _body: dict[str, Any]) -> str | None:
+    def _retry_invite(self, click: DecisionClick) -> str | None:
         result = self.services.decisions.retry_invite(click.request_id, click.user_id)
         return None if result.ok else f":warning: {result.message}"

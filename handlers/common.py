@@ -58,6 +58,16 @@ def tell_actor(services: Services, body: dict[str, Any], respond: Respond | None
         services.notifier.tell(user_id, text)
 
 
+#: The parts of a payload `tell_actor` reads.
+_REPLY_FIELDS = ("user", "user_id", "response_url", "container", "channel_id")
+
+
+def reply_address(body: dict[str, Any]) -> dict[str, Any]:
+    """Where to answer the person who acted: what work queued after an ack keeps of a payload that
+    is large (a click's carries the whole message), in place of all of it."""
+    return {key: body[key] for key in _REPLY_FIELDS if key in body}
+
+
 def run_after_ack(services: Services, body: dict[str, Any], respond: Respond | None, work: Callable[[], None]) -> None:
     """Run the slow part of a listener on the work pool: the ack goes back as the listener returns.
 
@@ -65,13 +75,13 @@ def run_after_ack(services: Services, body: dict[str, Any], respond: Respond | N
     waits behind Cloudflare or Slack calls. A failure still reaches the person, with a reference
     to find it in the logs.
     """
-    services.executor.submit(_guarded(services, body, respond, work))
+    services.executor.submit(_guarded(services, reply_address(body), respond, work))
 
 
 def run_at_once(services: Services, body: dict[str, Any], respond: Respond | None, work: Callable[[], None]) -> None:
     """Like `run_after_ack`, on the listener pool, which never queues behind follow-up work and
     never steps aside for acks: for opening a form, whose trigger Slack honours once, for 3 s."""
-    services.listener_executor.submit(_guarded(services, body, respond, work))
+    services.listener_executor.submit(_guarded(services, reply_address(body), respond, work))
 
 
 def _guarded(

@@ -45,6 +45,19 @@ def _state_values(body: dict[str, Any]) -> dict[str, Any]:
     return values or {}
 
 
+def click_parts(body: dict[str, Any]) -> dict[str, Any]:
+    """What `decision_click` reads of a payload: the button, who clicked, the pickers' state (not
+    the message the payload also carries, or the rest of the view a Home tab click carries). Read
+    nothing yet: this runs before the ack, and an odd payload is answered after it."""
+    view = body.get("view")
+    return {
+        "actions": body.get("actions"),
+        "user": body.get("user"),
+        "state": body.get("state"),
+        "view": {"state": view.get("state")} if isinstance(view, dict) else None,
+    }
+
+
 def decision_click(body: dict[str, Any]) -> DecisionClick | None:
     try:
         action = body["actions"][0]
@@ -59,7 +72,7 @@ def decision_click(body: dict[str, Any]) -> DecisionClick | None:
         return DecisionClick(
             request_id=request_id, user_id=body["user"]["id"], granted_role_ids=granted, granted_duration_s=duration
         )
-    except (KeyError, IndexError, TypeError, ValueError, ValidationError):
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, ValidationError):
         return None
 
 

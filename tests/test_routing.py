@@ -4,6 +4,9 @@ replies, root updates once decided, requester DMs."""
 from __future__ import annotations
 
 import copy
+from typing import Any
+
+import pytest
 
 from tests.conftest import ALICE, BOB, CAROL, DAVE, MALLORY, PG_IDS, BotFactory, World
 from tests.fakes.cloudflare import FakeCloudflare
@@ -82,6 +85,23 @@ def test_approve_with_no_role_picked_is_refused(
     root = roots_of(fake_slack, request_id)[0]
     bot.click(root, "request_approve", user_id=BOB, granted_role_ids=[])
     assert "Pick at least one grantable role" in fake_slack.responses_for(bot.last_response_id)[-1]["text"]
+    assert stored(bot, request_id).status == "pending" and not fake_cf.calls_to("POST", r"/members$")
+
+
+def test_a_click_whose_pickers_cannot_be_read_is_answered_and_changes_nothing(
+    bot: BotUnderTest, fake_slack: FakeSlack, fake_cf: FakeCloudflare, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The click is read after the ack: a payload it cannot read gets a clear answer, not a 500."""
+    request_id = file_request(bot, fake_slack, ALICE)
+    root = roots_of(fake_slack, request_id)[0]
+    send = bot.interact
+
+    def with_odd_state(payload: dict[str, Any], *, wait: bool = True) -> Any:
+        return send({**payload, "state": "not an object"}, wait=wait)
+
+    monkeypatch.setattr(bot, "interact", with_odd_state)
+    assert bot.click(root, "request_approve", user_id=BOB).status_code == 200
+    assert "payload was not understood" in fake_slack.responses_for(bot.last_response_id)[-1]["text"]
     assert stored(bot, request_id).status == "pending" and not fake_cf.calls_to("POST", r"/members$")
 
 

@@ -312,6 +312,10 @@ class CloudflareClient:
                     f"connection to Cloudflare failed on {method} {path}: {type(error).__name__}"
                 ) from None
         self._observed(method, path, response.status_code, started)
+        # httpx binds a response's stream back to the response (to time it once closed): a
+        # reference cycle per call, left to the cyclic collector, whose passes stop every thread.
+        # The body is read and the stream closed by now, so the binding is let go of.
+        response.stream = _READ
         try:
             return _parse(response)
         except CloudflareRateLimited as error:
@@ -357,6 +361,10 @@ def _retry_delay(error: CloudflareError, attempt: int) -> float:
 def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 30.0) -> float:
     """Exponential backoff with full jitter."""
     return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
+
+
+#: What a response that has been read keeps as its stream (see `_send`).
+_READ = httpx.ByteStream(b"")
 
 
 def _parse(response: httpx.Response) -> Envelope:

@@ -27,7 +27,14 @@ class Deadline:
         self.cancelled = False
 
     def cancel(self) -> None:
+        """Also lets go of the callback, which stays in the heap until its time otherwise: a lease's
+        heartbeat holds the lease, whose own reference back made a cycle for the collector."""
         self.cancelled = True
+        self.callback = _cancelled
+
+
+def _cancelled() -> None:
+    """What a cancelled deadline holds instead of its callback."""
 
 
 class Deadlines:
