@@ -69,7 +69,7 @@ class ActionHandlers:
         respond: Respond,
         handle: Callable[[DecisionClick], str | None],
     ) -> None:
-        """Ack, read the click, then on the work pool: act, and tell the clicker what `handle` returns.
+        """Ack, then on the work pool: read the click, act, and tell the clicker what `handle` returns.
 
         The queue keeps only what the click is read from and where to answer: a click's payload
         carries the whole message (hundreds of objects), and a burst of clicks queued whole kept
